@@ -1,0 +1,1 @@
+"""Attention variants behind one seam: layouts, kernels, per-layer routes."""

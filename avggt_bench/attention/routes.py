@@ -1,0 +1,136 @@
+"""Per-layer routes: how one global layer mixes tokens.
+
+A route is data: the attention config resolves to one route string per global layer (for example
+`"global"` or, in later variants, `"sga(sigma=9,diag=1,mean=1)"`). `parse_route` turns a string into
+a `RouteSpec`; `build_route` turns a spec into a `Route`, whose `run(block, x, pos, layout)` executes
+the global block on tokens `x` `[B, S*P, C]` laid out as `layout` describes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from avggt_bench.attention.base import DenseMixer
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.errors import ConfigError
+from avggt_bench.registry import Registry
+
+_ROUTE_RE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:\((.*)\))?\s*$")
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A parsed route string: its name and keyword parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.name
+        args = ",".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _parse_value(text: str) -> Any:
+    text = text.strip()
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if "x" in low and all(part.isdigit() for part in low.split("x")):
+        return tuple(int(part) for part in low.split("x"))
+    return text
+
+
+def parse_route(text: str | RouteSpec) -> RouteSpec:
+    """Parse `"name"` or `"name(key=value,...)"` into a RouteSpec."""
+    if isinstance(text, RouteSpec):
+        return text
+    match = _ROUTE_RE.match(str(text))
+    if not match:
+        raise ConfigError(
+            f"cannot parse route {text!r}; write a route name optionally followed by "
+            f"(key=value,...), e.g. 'global' or 'sga(sigma=9,diag=1)'. Valid names: "
+            f"{', '.join(ROUTES.names())}."
+        )
+    name, args = match.group(1), match.group(2)
+    params: dict[str, Any] = {}
+    if args and args.strip():
+        for item in args.split(","):
+            if "=" not in item:
+                raise ConfigError(f"route {text!r}: parameter {item!r} must be key=value")
+            key, value = item.split("=", 1)
+            params[key.strip()] = _parse_value(value)
+    return RouteSpec(name, params)
+
+
+class Route:
+    """Runs one global block. Subclasses change how tokens are mixed, never the weights."""
+
+    name: str = "route"
+
+    def __init__(self, spec: RouteSpec) -> None:
+        self.spec = spec
+
+    def run(
+        self, block: nn.Module, x: torch.Tensor, pos: torch.Tensor, layout: TokenLayout
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self, layout: TokenLayout) -> dict[str, Any]:
+        """Per-layer facts for the record (e.g. kept keys); empty for dense routes."""
+        return {}
+
+    def __str__(self) -> str:
+        return str(self.spec)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec})"
+
+
+ROUTES: Registry[Callable[..., Route]] = Registry("attention route")
+
+
+@ROUTES.register("global", "dense softmax attention over all tokens of the scene")
+class GlobalRoute(Route):
+    name = "global"
+
+    def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
+        if spec.params:
+            raise ConfigError(f"route 'global' takes no parameters, got {spec}")
+        super().__init__(spec)
+        self.mixer = DenseMixer(policy)
+
+    def run(
+        self, block: nn.Module, x: torch.Tensor, pos: torch.Tensor, layout: TokenLayout
+    ) -> torch.Tensor:
+        return block(x, pos, layout, self.mixer)
+
+
+def build_route(spec: str | RouteSpec, policy: str = "default") -> Route:
+    """Build the Route for one layer; `policy` is the model's dense SDPA backend policy."""
+    spec = parse_route(spec)
+    return ROUTES.build(spec.name, spec, policy=policy)
+
+
+def dense_routes(num_layers: int, policy: str = "default") -> list[Route]:
+    return [build_route("global", policy) for _ in range(num_layers)]

@@ -1,0 +1,5 @@
+"""Scenes (views with ground truth) and the loaders that build them."""
+
+from avggt_bench.data.scene import Scene
+
+__all__ = ["Scene"]

@@ -1,0 +1,1 @@
+"""VGGT-1B, key for key with the official checkpoint."""

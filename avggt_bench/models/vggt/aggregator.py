@@ -1,0 +1,126 @@
+"""VGGT's aggregator: DINOv2 patch tokens, then 24 alternating frame/global blocks (vggt.md §6).
+
+The global blocks run through per-layer *routes* (`avggt_bench.attention.routes`): the route decides
+how a global layer mixes tokens (dense, per frame, subsampled, ...); the aggregator only lays the
+tokens out and keeps the intermediate outputs the heads read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.routes import Route, dense_routes
+from avggt_bench.models.dinov2 import DinoArch, DinoV2
+from avggt_bench.models.layers import Block
+from avggt_bench.models.rope import RoPE2D
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NUM_SPECIAL = 5  # 1 camera + 4 register tokens per frame
+
+
+def patch_positions(
+    frames: int, h: int, w: int, num_special: int, device: torch.device
+) -> torch.Tensor:
+    """Integer (y, x) positions `[frames, num_special + h*w, 2]`: specials at (0, 0), patch (r, c) at (r+1, c+1)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(1, h + 1, device=device), torch.arange(1, w + 1, device=device), indexing="ij"
+    )
+    grid = torch.stack((ys.reshape(-1), xs.reshape(-1)), dim=-1)
+    special = torch.zeros(num_special, 2, dtype=grid.dtype, device=device)
+    return torch.cat((special, grid), dim=0)[None].expand(frames, -1, -1)
+
+
+def first_other_tokens(param: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """Expand a `[1, 2, n, C]` first-frame/other-frames token pair to `[batch*frames, n, C]`."""
+    first = param[:, 0:1].expand(batch, 1, *param.shape[2:])
+    others = param[:, 1:].expand(batch, frames - 1, *param.shape[2:])
+    return torch.cat((first, others), dim=1).reshape(batch * frames, *param.shape[2:])
+
+
+class Aggregator(nn.Module):
+    def __init__(
+        self,
+        dino: DinoArch,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        img_size: int = 518,
+        patch_size: int = 14,
+        num_registers: int = 4,
+        rope_base: float = 100.0,
+    ) -> None:
+        super().__init__()
+        if dino.embed_dim != embed_dim:
+            raise ValueError(
+                f"aggregator width {embed_dim} must equal the DINOv2 width {dino.embed_dim}"
+            )
+        self.depth = depth
+        self.patch_size = patch_size
+        self.rope = RoPE2D(rope_base)
+        self.patch_embed = DinoV2(dino, img_size, patch_size, num_registers=4, mask_token=True)
+        self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, embed_dim))
+        self.register_token = nn.Parameter(torch.zeros(1, 2, num_registers, embed_dim))
+
+        def block() -> Block:
+            return Block(embed_dim, num_heads, norm_eps=1e-5, qk_norm=True, rope=self.rope)
+
+        self.frame_blocks = nn.ModuleList(block() for _ in range(depth))
+        self.global_blocks = nn.ModuleList(block() for _ in range(depth))
+        self.routes: list[Route] = dense_routes(depth)
+        self.register_buffer(
+            "mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
+
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        if len(routes) != self.depth:
+            raise ValueError(f"expected {self.depth} routes, got {len(routes)}")
+        self.routes = list(routes)
+
+    def forward(
+        self, images: torch.Tensor, keep: Iterable[int] | None = None
+    ) -> tuple[list[torch.Tensor | None], TokenLayout]:
+        """Return `[A_0 .. A_{depth-1}]` (`[B, S, P, 2C]`, None where not kept) and the layout.
+
+        `keep` lists the layer indices to store; None stores all (the official behaviour).
+        """
+        batch, frames, _, height, width = images.shape
+        h, w = height // self.patch_size, width // self.patch_size
+        keep = set(range(self.depth)) if keep is None else set(keep)
+
+        x = ((images - self.mean) / self.std).reshape(batch * frames, 3, height, width)
+        patches = self.patch_embed(x)
+        tokens = torch.cat(
+            (
+                first_other_tokens(self.camera_token, batch, frames),
+                first_other_tokens(self.register_token, batch, frames),
+                patches,
+            ),
+            dim=1,
+        )
+        num_tokens, dim = tokens.shape[1], tokens.shape[2]
+        layout = TokenLayout(frames=frames, grid=(h, w), num_special=NUM_SPECIAL, reference_frame=True)
+        frame_layout = layout.per_frame()
+        pos_frame = patch_positions(batch * frames, h, w, NUM_SPECIAL, images.device)
+        pos_global = pos_frame.reshape(batch, frames * num_tokens, 2)
+
+        outputs: list[torch.Tensor | None] = [None] * self.depth
+        for i in range(self.depth):
+            tokens = self.frame_blocks[i](tokens, pos_frame, frame_layout)
+            frame_out = tokens.view(batch, frames, num_tokens, dim)
+            tokens = self.routes[i].run(
+                self.global_blocks[i],
+                tokens.view(batch, frames * num_tokens, dim),
+                pos_global,
+                layout,
+            )
+            if i in keep:
+                global_out = tokens.view(batch, frames, num_tokens, dim)
+                outputs[i] = torch.cat((frame_out, global_out), dim=-1)
+            tokens = tokens.view(batch * frames, num_tokens, dim)
+        return outputs, layout

@@ -1,0 +1,134 @@
+"""VGGT (facebook/VGGT-1B) re-implemented key for key, with routable global attention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from avggt_bench.attention.routes import Route
+from avggt_bench.errors import DataError
+from avggt_bench.models.dinov2 import DINO_VITL14_REG, DINO_VITS14_REG, DinoArch
+from avggt_bench.models.predictions import Predictions
+from avggt_bench.models.vggt.aggregator import NUM_SPECIAL, Aggregator
+from avggt_bench.models.vggt.camera_head import CameraHead
+from avggt_bench.models.vggt.dpt import DPTHead
+from avggt_bench.models.vggt.pose_encoding import pose_encoding_to_extri_intri
+
+
+@dataclass(frozen=True)
+class VGGTArch:
+    """Architecture hyper-parameters; none is read from the checkpoint (vggt.md §2, §15)."""
+
+    name: str
+    dino: DinoArch
+    embed_dim: int
+    num_heads: int
+    camera_heads: int
+    depth: int = 24
+    img_size: int = 518
+    patch_size: int = 14
+    dpt_layers: tuple[int, ...] = (4, 11, 17, 23)
+    dpt_features: int = 256
+    dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+    extra: dict = field(default_factory=dict)
+
+
+VGGT_1B = VGGTArch("vggt", DINO_VITL14_REG, embed_dim=1024, num_heads=16, camera_heads=16)
+VGGT_SMALL = VGGTArch("vggt_small", DINO_VITS14_REG, embed_dim=384, num_heads=6, camera_heads=6)
+
+
+class VGGT(nn.Module):
+    """VGGT with the official parameter names; `forward` returns `Predictions`.
+
+    `memory_lean` keeps only the aggregator outputs the heads read (layers 4, 11, 17, 23) instead of
+    all 24: identical numbers, much lower peak memory (vggt.md §14).
+    """
+
+    family = "vggt"
+    num_special = NUM_SPECIAL
+
+    def __init__(self, arch: VGGTArch = VGGT_1B, memory_lean: bool = True) -> None:
+        super().__init__()
+        self.arch = arch
+        self.memory_lean = memory_lean
+        self.aggregator = Aggregator(
+            arch.dino, arch.embed_dim, arch.depth, arch.num_heads, arch.img_size, arch.patch_size
+        )
+        dim = 2 * arch.embed_dim
+        self.camera_head = CameraHead(dim, arch.camera_heads)
+        dpt = dict(
+            features=arch.dpt_features,
+            out_channels=arch.dpt_out_channels,
+            layers=arch.dpt_layers,
+            patch_size=arch.patch_size,
+        )
+        self.point_head = DPTHead(dim, output_dim=4, activation="inv_log", **dpt)
+        self.depth_head = DPTHead(dim, output_dim=2, activation="exp", **dpt)
+
+    @property
+    def num_global_layers(self) -> int:
+        return self.arch.depth
+
+    @property
+    def routes(self) -> list[Route]:
+        return self.aggregator.routes
+
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        self.aggregator.set_routes(routes)
+
+    def kept_layers(self) -> set[int] | None:
+        return {*self.arch.dpt_layers, self.arch.depth - 1} if self.memory_lean else None
+
+    def forward(self, images: torch.Tensor) -> Predictions:
+        """`images` `[S, 3, H, W]` or `[B, S, 3, H, W]`, RGB in [0, 1], H and W multiples of 14."""
+        images = check_images(images, self.arch.patch_size)
+        height, width = images.shape[-2:]
+        tokens, _ = self.aggregator(images, keep=self.kept_layers())
+        autocast_off = (
+            torch.autocast("cuda", enabled=False) if images.device.type == "cuda" else nullcontext()
+        )
+        with autocast_off:
+            pose_enc_list = self.camera_head(tokens[self.arch.depth - 1])
+            depth, depth_conf = self.depth_head(tokens, (height, width), NUM_SPECIAL)
+            points, points_conf = self.point_head(tokens, (height, width), NUM_SPECIAL)
+        pose_enc = pose_enc_list[-1]
+        extrinsics, intrinsics = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
+        return Predictions(
+            extrinsics=extrinsics,
+            intrinsics=intrinsics,
+            depth=depth,
+            depth_conf=depth_conf,
+            world_points=points,
+            world_points_conf=points_conf,
+            image_hw=(height, width),
+            pose_enc=pose_enc,
+            pose_enc_list=pose_enc_list,
+            points_frame="first_camera",
+        )
+
+
+def check_images(images: torch.Tensor, patch_size: int = 14) -> torch.Tensor:
+    """Validate a model input and add the batch axis to `[S, 3, H, W]`."""
+    if not isinstance(images, torch.Tensor):
+        raise DataError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() == 4:
+        images = images[None]
+    if images.dim() != 5 or images.shape[2] != 3:
+        raise DataError(
+            f"images must be [S, 3, H, W] or [B, S, 3, H, W] RGB, got shape {tuple(images.shape)}"
+        )
+    if images.shape[1] == 0:
+        raise DataError("the scene has no images (S = 0); pass at least one view")
+    height, width = images.shape[-2:]
+    if height % patch_size or width % patch_size:
+        raise DataError(
+            f"image size {height}x{width} (HxW) is not a multiple of the patch size {patch_size}; "
+            f"preprocess the images first (avggt_bench.models.preprocess, mode 'crop' or 'pad'), "
+            f"e.g. to {max(patch_size, round(height / patch_size) * patch_size)}x"
+            f"{max(patch_size, round(width / patch_size) * patch_size)}"
+        )
+    return images

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests and by users checking their own installation."""
