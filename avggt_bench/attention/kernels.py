@@ -16,7 +16,9 @@ from avggt_bench.errors import ConfigError
 SDPA_POLICIES = ("default", "pi3")
 
 
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, policy: str = "default") -> torch.Tensor:
+def sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, policy: str = "default"
+) -> torch.Tensor:
     """Scaled dot-product attention `[batch, heads, n, d]` with an official backend policy."""
     if policy == "default":
         return F.scaled_dot_product_attention(q, k, v)

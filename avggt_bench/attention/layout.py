@@ -1,4 +1,4 @@
-"""The token layout every attention call carries, so variants can find frames, specials and patches."""
+"""The token layout every attention call carries: frames, special tokens and the patch grid."""
 
 from __future__ import annotations
 

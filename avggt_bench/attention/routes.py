@@ -2,7 +2,8 @@
 
 A route is data: the attention config resolves to one route string per global layer (for example
 `"global"` or, in later variants, `"sga(sigma=9,diag=1,mean=1)"`). `parse_route` turns a string into
-a `RouteSpec`; `build_route` turns a spec into a `Route`, whose `run(block, x, pos, layout)` executes
+a `RouteSpec`;
+`build_route` turns a spec into a `Route`, whose `run(block, x, pos, layout)` executes
 the global block on tokens `x` `[B, S*P, C]` laid out as `layout` describes.
 """
 

@@ -36,6 +36,7 @@ class WeightsInfo:
     path: str | None = None
     sha256: str | None = None
     skipped_prefixes: tuple[str, ...] = ()
+    init: str | None = None
 
     @property
     def random(self) -> bool:
@@ -48,10 +49,12 @@ class WeightsInfo:
             "path": self.path,
             "sha256": self.sha256,
             "skipped_prefixes": list(self.skipped_prefixes),
+            "init": self.init,
         }
 
 
-RANDOM_WEIGHTS = WeightsInfo("random")
+def random_weights(scale: float) -> WeightsInfo:
+    return WeightsInfo("random", init=f"recipe(crc32(key)-seeded normal, scale={scale})")
 
 
 def read_manifest(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -93,7 +96,8 @@ def resolve_checkpoint(value: str) -> Path:
 
 
 def _download(hub_id: str) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     repo, _, filename = hub_id.partition(":")
     candidates = (filename,) if filename else HUB_FILENAMES
@@ -101,8 +105,15 @@ def _download(hub_id: str) -> Path:
     for name in candidates:
         try:
             return Path(hf_hub_download(repo_id=repo, filename=name))
-        except Exception as exc:  # offline, missing file, gated repo: report them all below
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        except LocalEntryNotFoundError:  # not cached and the hub is unreachable
+            errors.append(f"{name}: not in the local cache and the hub is unreachable")
+            if not constants.HF_HUB_OFFLINE:
+                break  # each further name would wait through the same network retries
+        except EntryNotFoundError as exc:  # the repo lacks this file: try the next name
+            errors.append(f"{name}: not in the repository ({type(exc).__name__})")
+        except Exception as exc:  # offline, unknown or gated repo: trying other names won't help
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            break
     raise CheckpointError(
         f"could not obtain {hub_id!r} from the Hugging Face hub (no network, or the file is "
         f"missing):\n  " + "\n  ".join(errors) + "\n"
@@ -121,7 +132,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}"
+        ) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # training checkpoints wrap the weights
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -144,9 +157,10 @@ class KeyReport:
         for title, items in (
             ("missing keys", self.missing),
             ("unexpected keys", self.unexpected),
-            ("mis-shaped keys (checkpoint vs model)", [
-                f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in self.mis_shaped
-            ]),
+            (
+                "mis-shaped keys (checkpoint vs model)",
+                [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in self.mis_shaped],
+            ),
         ):
             if items:
                 shown = items[:_MAX_LISTED]
@@ -186,7 +200,11 @@ def load_state_dict_strict(
     for prefix in skipped:
         count = sum(k.startswith(prefix) for k in state)
         log.info("skipping %d checkpoint tensors under %r (not built in this model)", count, prefix)
-    state = {k: v for k, v in state.items() if not k.startswith(skip_prefixes)} if skip_prefixes else state
+    state = (
+        {k: v for k, v in state.items() if not k.startswith(skip_prefixes)}
+        if skip_prefixes
+        else state
+    )
     expected = {k: v.shape for k, v in model.state_dict().items()}
     report = compare_keys(state, expected, optional)
     if not report.ok:
@@ -201,7 +219,9 @@ def load_state_dict_strict(
 def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     """SHA-256 of a file, cached by (path, size, mtime) so 5 GB checkpoints are hashed once."""
     stat = path.stat()
-    cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avggt_bench"
+    cache_dir = (
+        cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avggt_bench"
+    )
     cache_file = cache_dir / "sha256.json"
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     try:

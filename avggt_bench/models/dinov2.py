@@ -91,4 +91,3 @@ class DinoV2(nn.Module):
         for block in self.blocks:
             x = block(x, mixer=self.mixer)
         return self.norm(x)[:, 1 + self.num_registers :]
-

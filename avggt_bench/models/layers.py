@@ -67,7 +67,7 @@ class Attention(nn.Module):
         self, a: torch.Tensor, pos: torch.Tensor | None, layout: TokenLayout | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v `[batch, heads, n, d]` after q/k-norm and RoPE: what a dense kernel receives."""
-        batch, n, dim = a.shape
+        batch, n, _dim = a.shape
         qkv = self.qkv(a).reshape(batch, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if self.q_norm is not None:
@@ -96,7 +96,7 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block with optional LayerScale (DINOv2, aggregator, decoder, head blocks)."""
+    """Pre-norm residual block, optional LayerScale (DINOv2, aggregator, decoder, head blocks)."""
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ NUM_SPECIAL = 5  # 1 camera + 4 register tokens per frame
 def patch_positions(
     frames: int, h: int, w: int, num_special: int, device: torch.device
 ) -> torch.Tensor:
-    """Integer (y, x) positions `[frames, num_special + h*w, 2]`: specials at (0, 0), patch (r, c) at (r+1, c+1)."""
+    """Integer (y, x) positions `[frames, P, 2]`: specials (0, 0), patch (r, c) at (r+1, c+1)."""
     ys, xs = torch.meshgrid(
         torch.arange(1, h + 1, device=device), torch.arange(1, w + 1, device=device), indexing="ij"
     )
@@ -72,10 +72,6 @@ class Aggregator(nn.Module):
         self.frame_blocks = nn.ModuleList(block() for _ in range(depth))
         self.global_blocks = nn.ModuleList(block() for _ in range(depth))
         self.routes: list[Route] = dense_routes(depth)
-        self.register_buffer(
-            "mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
 
     def set_routes(self, routes: Sequence[Route]) -> None:
         if len(routes) != self.depth:
@@ -93,7 +89,9 @@ class Aggregator(nn.Module):
         h, w = height // self.patch_size, width // self.patch_size
         keep = set(range(self.depth)) if keep is None else set(keep)
 
-        x = ((images - self.mean) / self.std).reshape(batch * frames, 3, height, width)
+        mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 1, 3, 1, 1)
+        x = ((images - mean) / std).reshape(batch * frames, 3, height, width)
         patches = self.patch_embed(x)
         tokens = torch.cat(
             (
@@ -104,7 +102,9 @@ class Aggregator(nn.Module):
             dim=1,
         )
         num_tokens, dim = tokens.shape[1], tokens.shape[2]
-        layout = TokenLayout(frames=frames, grid=(h, w), num_special=NUM_SPECIAL, reference_frame=True)
+        layout = TokenLayout(
+            frames=frames, grid=(h, w), num_special=NUM_SPECIAL, reference_frame=True
+        )
         frame_layout = layout.per_frame()
         pos_frame = patch_positions(batch * frames, h, w, NUM_SPECIAL, images.device)
         pos_global = pos_frame.reshape(batch, frames * num_tokens, 2)

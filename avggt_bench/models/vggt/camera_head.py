@@ -18,19 +18,20 @@ class CameraHead(nn.Module):
     def __init__(self, dim: int, num_heads: int, trunk_depth: int = 4, iterations: int = 4) -> None:
         super().__init__()
         self.iterations = iterations
-        self.token_norm = nn.LayerNorm(dim)
-        self.trunk_norm = nn.LayerNorm(dim)
+        # registration order = the official state-dict order
         self.empty_pose_tokens = nn.Parameter(torch.zeros(1, 1, 9))
-        self.embed_pose = nn.Linear(9, dim)
-        self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
-        self.adaln_norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)
         self.trunk = nn.Sequential(
             *(Block(dim, num_heads, norm_eps=1e-5) for _ in range(trunk_depth))
         )
+        self.token_norm = nn.LayerNorm(dim)
+        self.trunk_norm = nn.LayerNorm(dim)
+        self.embed_pose = nn.Linear(9, dim)
+        self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
+        self.adaln_norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)
         self.pose_branch = Mlp(dim, dim // 2, 9)
 
     def forward(self, last_layer: torch.Tensor) -> list[torch.Tensor]:
-        """`last_layer` is A_23 `[B, S, P, 2C]`; returns the activated encoding of each iteration."""
+        """`last_layer` is A_23 `[B, S, P, 2C]`; returns each iteration's activated encoding."""
         c = self.token_norm(last_layer[:, :, 0])
         batch, frames, _ = c.shape
         raw: torch.Tensor | None = None

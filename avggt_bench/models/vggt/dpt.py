@@ -23,8 +23,20 @@ def uv_embedding(
     """The sin/cos embedding of a normalised uv grid, `[channels, height, width]` float32 (§9.5)."""
     diag = (aspect**2 + 1.0) ** 0.5
     sx, sy = aspect / diag, 1.0 / diag
-    u = torch.linspace(-sx * (width - 1) / width, sx * (width - 1) / width, steps=width, dtype=torch.float32, device=device)
-    v = torch.linspace(-sy * (height - 1) / height, sy * (height - 1) / height, steps=height, dtype=torch.float32, device=device)
+    u = torch.linspace(
+        -sx * (width - 1) / width,
+        sx * (width - 1) / width,
+        steps=width,
+        dtype=torch.float32,
+        device=device,
+    )
+    v = torch.linspace(
+        -sy * (height - 1) / height,
+        sy * (height - 1) / height,
+        steps=height,
+        dtype=torch.float32,
+        device=device,
+    )
     n = channels // 4
     omega = torch.arange(n, dtype=torch.float64, device=device)
     omega = 1.0 / 100 ** (omega / (channels / 4.0))
@@ -36,7 +48,7 @@ def uv_embedding(
 
 
 class ResidualConvUnit(nn.Module):
-    """conv2(relu(conv1(relu(x)))) + relu(x): the official in-place ReLU makes the skip add relu(x)."""
+    """conv2(relu(conv1(relu(x)))) + relu(x): the official in-place ReLU makes the skip relu(x)."""
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -51,10 +63,10 @@ class ResidualConvUnit(nn.Module):
 class FusionBlock(nn.Module):
     def __init__(self, features: int, has_skip: bool = True) -> None:
         super().__init__()
+        self.out_conv = nn.Conv2d(features, features, 1)  # first: the official key order
         if has_skip:
             self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
-        self.out_conv = nn.Conv2d(features, features, 1)
 
     def forward(
         self, x: torch.Tensor, skip: torch.Tensor | None = None, size: tuple[int, int] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,7 +34,6 @@ class VGGTArch:
     dpt_layers: tuple[int, ...] = (4, 11, 17, 23)
     dpt_features: int = 256
     dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
-    extra: dict = field(default_factory=dict)
 
 
 VGGT_1B = VGGTArch("vggt", DINO_VITL14_REG, embed_dim=1024, num_heads=16, camera_heads=16)

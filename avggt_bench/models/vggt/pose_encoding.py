@@ -10,7 +10,7 @@ import torch
 
 
 def quat_to_mat(quat: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices from quaternions (x, y, z, w), not necessarily unit: `[..., 4] -> [..., 3, 3]`."""
+    """Rotation matrices `[..., 3, 3]` from quaternions (x, y, z, w), not necessarily unit."""
     i, j, k, r = torch.unbind(quat, -1)
     s2 = 2.0 / (quat * quat).sum(-1)
     m = torch.stack(
@@ -27,13 +27,13 @@ def quat_to_mat(quat: torch.Tensor) -> torch.Tensor:
         ),
         -1,
     )
-    return m.reshape(quat.shape[:-1] + (3, 3))
+    return m.reshape((*quat.shape[:-1], 3, 3))
 
 
 def mat_to_quat(mat: torch.Tensor) -> torch.Tensor:
-    """Quaternion (x, y, z, w) with w >= 0 by the best-conditioned candidate: `[..., 3, 3] -> [..., 4]`."""
+    """Quaternions (x, y, z, w), w >= 0, from rotations, by the best-conditioned candidate."""
     batch = mat.shape[:-2]
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = torch.unbind(mat.reshape(batch + (9,)), -1)
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = torch.unbind(mat.reshape((*batch, 9)), -1)
     a = torch.sqrt(
         torch.clamp(
             torch.stack(
@@ -60,7 +60,7 @@ def mat_to_quat(mat: torch.Tensor) -> torch.Tensor:
     floor = torch.tensor(0.1, dtype=a.dtype, device=a.device)
     cand = cand / (2.0 * a[..., None].max(floor))
     best = a.argmax(-1)
-    rijk = torch.gather(cand, -2, best[..., None, None].expand(batch + (1, 4))).squeeze(-2)
+    rijk = torch.gather(cand, -2, best[..., None, None].expand((*batch, 1, 4))).squeeze(-2)
     xyzw = rijk[..., [1, 2, 3, 0]]
     return torch.where(xyzw[..., 3:4] < 0, -xyzw, xyzw)
 
@@ -75,7 +75,9 @@ def pose_encoding_to_extri_intri(
     extrinsics = torch.cat((quat_to_mat(quat), t[..., None]), dim=-1)
     fy = (height / 2.0) / torch.tan(fov_h / 2.0)
     fx = (width / 2.0) / torch.tan(fov_w / 2.0)
-    intrinsics = torch.zeros(pose_enc.shape[:-1] + (3, 3), dtype=pose_enc.dtype, device=pose_enc.device)
+    intrinsics = torch.zeros(
+        (*pose_enc.shape[:-1], 3, 3), dtype=pose_enc.dtype, device=pose_enc.device
+    )
     intrinsics[..., 0, 0] = fx
     intrinsics[..., 1, 1] = fy
     intrinsics[..., 0, 2] = width / 2

@@ -1,0 +1,176 @@
+"""Analytic multiply-accumulate (MAC) counts per layer kind (avggt.md §10).
+
+Conventions: one MAC per multiply-add of a matmul or convolution; softmax, LayerNorm, RoPE, GELU and
+reductions are not counted. Records carry `macs` and, labelled separately, `flops = 2 * macs`.
+For dense VGGT-1B at 800 frames of 518x392 the total is 35.11e15 (the paper's "~35 PFLOPs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.routes import RouteSpec, parse_route
+from avggt_bench.errors import ConfigError
+from avggt_bench.registry import Registry
+
+
+def linear_macs(tokens: int, dim: int, mlp_ratio: float = 4.0) -> int:
+    """qkv (3C²) + proj (C²) + MLP (2·ratio·C²) per token: 12·N·C² for ratio 4."""
+    return int(tokens * dim * dim * (4 + 2 * mlp_ratio))
+
+
+def attention_core_macs(queries: int, keys: int, dim: int) -> int:
+    """Q·Kᵀ and P·V over all heads: 2·n_q·n_k·C."""
+    return 2 * queries * keys * dim
+
+
+def conv_macs(positions: int, c_in: int, c_out: int, kernel: int) -> int:
+    return positions * c_in * c_out * kernel * kernel
+
+
+@dataclass(frozen=True)
+class GlobalLayerCost:
+    """Cost of one global layer under its route."""
+
+    route: str
+    linear: int
+    attention: int
+    extra: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.linear + self.attention + self.extra
+
+
+RouteCost = Callable[[RouteSpec, TokenLayout, int], GlobalLayerCost]
+ROUTE_COSTS: Registry[RouteCost] = Registry("route cost model")
+
+
+@ROUTE_COSTS.register("global")
+def _global_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+    t = layout.num_tokens
+    return GlobalLayerCost(str(spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
+
+
+def global_layer_cost(route: str | RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+    spec = parse_route(route)
+    if spec.name not in ROUTE_COSTS:
+        raise ConfigError(f"the cost model has no entry for route {spec.name!r}")
+    return ROUTE_COSTS.build(spec.name, spec, layout, dim)
+
+
+def dino_macs(
+    dim: int, depth: int, frames: int, h: int, w: int, patch: int = 14, regs: int = 4
+) -> int:
+    """DINOv2 patch conv and blocks for every frame (cls + registers + patches)."""
+    n = 1 + regs + h * w
+    per_frame = conv_macs(h * w, 3, dim, patch) + depth * (
+        linear_macs(n, dim) + attention_core_macs(n, n, dim)
+    )
+    return frames * per_frame
+
+
+def dpt_head_macs(
+    dim_in: int,
+    h: int,
+    w: int,
+    output_dim: int | None,
+    features: int = 256,
+    out_channels: Sequence[int] = (256, 512, 1024, 1024),
+    patch: int = 14,
+) -> int:
+    """One frame through a DPT head (vggt.md §9): 112.9e9 MACs at 518x392 for VGGT-1B."""
+    hw = h * w
+    h4, w4 = -(-h // 2), -(-w // 2)
+    sizes = [16 * hw, 4 * hw, hw, h4 * w4]  # l1..l4 spatial positions
+    macs = hw * dim_in * sum(out_channels)  # projects (1x1)
+    macs += conv_macs(hw, out_channels[0], out_channels[0], 4)  # transposed conv k4 s4
+    macs += conv_macs(hw, out_channels[1], out_channels[1], 2)  # transposed conv k2 s2
+    macs += conv_macs(sizes[3], out_channels[3], out_channels[3], 3)  # conv k3 s2
+    macs += sum(conv_macs(n, c, features, 3) for n, c in zip(sizes, out_channels))  # layer*_rn
+    rcu = conv_macs(1, features, features, 3) * 2
+    macs += rcu * (sizes[3] + 2 * sizes[2] + 2 * sizes[1] + 2 * sizes[0])  # residual conv units
+    macs += conv_macs(sizes[2] + sizes[1] + sizes[0] + 4 * sizes[0], features, features, 1)
+    full = 64 * hw
+    head = features // 2 if output_dim is not None else features
+    macs += conv_macs(full, features, head, 3)  # output_conv1
+    if output_dim is not None:
+        pixels = hw * patch * patch
+        macs += conv_macs(pixels, head, 32, 3) + conv_macs(pixels, 32, output_dim, 1)
+    return macs
+
+
+def camera_head_macs(dim: int, frames: int, trunk_depth: int = 4, iterations: int = 4) -> int:
+    per_iter = frames * (9 * dim + dim * 3 * dim + dim * (dim // 2) + (dim // 2) * 9)
+    per_iter += trunk_depth * (linear_macs(frames, dim) + attention_core_macs(frames, frames, dim))
+    return iterations * per_iter
+
+
+@dataclass
+class ModelCost:
+    """MACs by component plus the per-layer breakdown of the global layers."""
+
+    components: dict[str, int]
+    global_layers: list[GlobalLayerCost]
+
+    @property
+    def total(self) -> int:
+        return sum(self.components.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "macs": self.total,
+            "flops": 2 * self.total,
+            "components": dict(self.components),
+            "global_layers": [
+                {
+                    "route": g.route,
+                    "linear": g.linear,
+                    "attention": g.attention,
+                    "extra": g.extra,
+                    **g.info,
+                }
+                for g in self.global_layers
+            ],
+        }
+
+
+def vggt_cost(arch, frames: int, h: int, w: int, routes: Sequence[str | RouteSpec]) -> ModelCost:
+    """MACs of a VGGT forward (batch 1) for `frames` views on an h x w patch grid."""
+    dim, depth = arch.embed_dim, arch.depth
+    if len(routes) != depth:
+        raise ConfigError(f"expected {depth} routes, got {len(routes)}")
+    layout = TokenLayout(frames=frames, grid=(h, w), num_special=5, reference_frame=True)
+    p = layout.tokens_per_frame
+    layers = [global_layer_cost(r, layout, dim) for r in routes]
+    head_dim = 2 * dim
+    return ModelCost(
+        components={
+            "patch_embed": dino_macs(arch.dino.embed_dim, arch.dino.depth, frames, h, w),
+            "frame_linear": depth * linear_macs(frames * p, dim),
+            "frame_attention": depth * frames * attention_core_macs(p, p, dim),
+            "global_linear": sum(g.linear for g in layers),
+            "global_attention": sum(g.attention for g in layers),
+            "global_extra": sum(g.extra for g in layers),
+            "camera_head": camera_head_macs(head_dim, frames),
+            "depth_head": frames
+            * dpt_head_macs(head_dim, h, w, 2, arch.dpt_features, arch.dpt_out_channels),
+            "point_head": frames
+            * dpt_head_macs(head_dim, h, w, 4, arch.dpt_features, arch.dpt_out_channels),
+        },
+        global_layers=layers,
+    )
+
+
+def model_cost(model, frames: int, image_hw: tuple[int, int]) -> ModelCost:
+    """Cost of `model` (built by `build_model`) for one scene of `frames` views at `image_hw`."""
+    patch = model.arch.patch_size
+    h, w = image_hw[0] // patch, image_hw[1] // patch
+    routes = [str(r) for r in model.routes]
+    if model.family == "vggt":
+        return vggt_cost(model.arch, frames, h, w, routes)
+    raise ConfigError(f"no cost model for model family {model.family!r}")

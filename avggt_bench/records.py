@@ -1,0 +1,154 @@
+"""Records: one JSON file per job, the truth every report is derived from.
+
+A record holds the resolved config, status (`ok`, `error`, `oom`, `skipped`) and message, every
+timing repeat, peak memory, the analytic cost, metrics and provenance (git SHA, torch/CUDA/GPU,
+dtype, seed, weights). Records are written atomically: a killed job never leaves a file that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from avggt_bench.paths import REPO_DIR
+from avggt_bench.timing import cpu_description
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "error", "oom", "skipped")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Record:
+    """One job's result. `job` holds the few fields that identify the run in tables."""
+
+    run_id: str
+    config_hash: str
+    job: dict[str, Any]
+    config: dict[str, Any]
+    status: str = "error"
+    message: str | None = None
+    started_at: str = field(default_factory=now_iso)
+    finished_at: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def config_hash(identity: dict[str, Any]) -> str:
+    """Stable SHA-256 of the job-defining config (sorted JSON)."""
+    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_record(record: Record, path: Path) -> Path:
+    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(record.as_dict(), indent=1, default=_json_default, allow_nan=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    with path.open() as f:
+        return json.load(f)
+
+
+def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
+    """SHA and dirty flag of the code that ran (None outside a git checkout)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
+
+
+def device_description(device: torch.device) -> dict[str, Any]:
+    """Human-readable device name plus the facts that change timings."""
+    info: dict[str, Any] = {"device_type": device.type, **cpu_description()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(
+            device_name=props.name,
+            gpu=props.name,
+            gpu_memory_gb=round(props.total_memory / 1e9, 1),
+            compute_capability=f"{props.major}.{props.minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            tf32_cudnn=torch.backends.cudnn.allow_tf32,
+        )
+    else:
+        info["device_name"] = (
+            f"CPU ({info['cpu'] or platform.processor()}, {info['torch_threads']} threads)"
+        )
+    return info
+
+
+def device_slug(device: torch.device) -> str:
+    """Short folder name for a device: `cpu` or e.g. `cuda-nvidia-h100-80gb-hbm3`."""
+    if device.type != "cuda":
+        return "cpu"
+    name = torch.cuda.get_device_name(device).lower()
+    return "cuda-" + "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    return {
+        **git_state(),
+        **device_description(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+    }

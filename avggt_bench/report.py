@@ -1,0 +1,172 @@
+"""Records -> tables: one long pandas table, then markdown and CSV summaries.
+
+    python -m avggt_bench.report results/bench/cpu     # writes summary.md / summary.csv there
+
+Reports are derived from the JSON records and never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from avggt_bench.records import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = {
+    "device": "device",
+    "model": "model",
+    "attention": "attention",
+    "weights": "weights",
+    "precision": "precision",
+    "num_views": "views",
+    "image": "input (WxH)",
+    "tokens": "tokens/frame",
+    "status": "status",
+    "forward_median_s": "forward median (s)",
+    "forward_spread_s": "spread (s)",
+    "repeats": "repeats",
+    "peak_memory_gb": "peak mem (GB)",
+    "memory_kind": "memory measured",
+    "tmacs": "MACs (T)",
+    "global_attention_share": "global-attn MAC share",
+    "achieved_gmacs": "achieved GMAC/s",
+}
+
+
+def find_records(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_file() and path.suffix == ".json":
+            out.append(path)
+        elif path.is_dir():
+            out.extend(p for p in sorted(path.rglob("*.json")) if not p.name.startswith("."))
+    return out
+
+
+def flatten(rec: dict[str, Any]) -> dict[str, Any]:
+    """One row of the long table from one record."""
+    job, prov = rec.get("job", {}), rec.get("provenance", {})
+    fwd = rec.get("timings", {}).get("forward", {})
+    cost = rec.get("cost", {})
+    comps = cost.get("components", {})
+    macs = cost.get("macs")
+    inp = rec.get("input", {})
+    hw = inp.get("image_hw")
+    row = {
+        "run_id": rec.get("run_id"),
+        "status": rec.get("status"),
+        "message": (rec.get("message") or "").splitlines()[0] if rec.get("message") else "",
+        "device": prov.get("device_name", job.get("device")),
+        "device_slug": job.get("device"),
+        "model": job.get("model"),
+        "attention": job.get("attention"),
+        "dataset": job.get("dataset"),
+        "num_views": job.get("num_views"),
+        "precision": job.get("precision"),
+        "weights": rec.get("model", {}).get("weights"),
+        "image": f"{hw[1]}x{hw[0]}" if hw else None,
+        "tokens": inp.get("tokens_per_frame"),
+        "forward_median_s": fwd.get("median_s"),
+        "forward_spread_s": fwd.get("spread_s"),
+        "repeats": len(fwd.get("times_s", [])) or None,
+        "peak_memory_gb": rec.get("memory", {}).get("peak_gb"),
+        "memory_kind": rec.get("memory", {}).get("kind"),
+        "tmacs": macs / 1e12 if macs else None,
+        "global_attention_share": comps.get("global_attention", 0) / macs if macs else None,
+        "achieved_gmacs": (macs / fwd["median_s"] / 1e9) if macs and fwd.get("median_s") else None,
+        "git_sha": (prov.get("git_sha") or "")[:10],
+        "finished_at": rec.get("finished_at"),
+    }
+    return row
+
+
+def load_table(paths: Iterable[Path]) -> pd.DataFrame:
+    """The long table of every readable record under `paths`; unreadable files are reported."""
+    rows = []
+    for path in find_records(paths):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("ignored %s: not a readable record (%s)", path, exc)
+            continue
+        if not isinstance(rec, dict) or "run_id" not in rec:
+            log.warning("ignored %s: not a job record", path)
+            continue
+        if rec.get("schema_version") != SCHEMA_VERSION:
+            log.warning("ignored %s: schema version %s", path, rec.get("schema_version"))
+            continue
+        rows.append({**flatten(rec), "path": str(path)})
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["device", "model", "attention", "num_views"], kind="stable")
+    return df.reset_index(drop=True)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
+    out = df[cols].rename(columns=SUMMARY_COLUMNS)
+    return out
+
+
+def write_summary(df: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+    """Write `summary.md` and `summary.csv` (all columns of the long table) to `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = out_dir / "summary.md", out_dir / "summary.csv"
+    df.drop(columns=["path"], errors="ignore").to_csv(csv_path, index=False)
+    table = summary_table(df)
+    devices = ", ".join(sorted(df["device"].dropna().unique())) if not df.empty else "none"
+    random = (df["weights"] == "random").any() if "weights" in df else False
+    lines = [
+        "# Benchmark summary",
+        "",
+        f"Device: {devices}. Generated by `python -m avggt_bench.report` from {len(df)} records; "
+        "do not edit by hand.",
+        "",
+    ]
+    if random:
+        lines += [
+            "Weights: **random** (no checkpoint). Timings and memory are meaningful; "
+            "accuracy is not.",
+            "",
+        ]
+    lines.append(table.to_markdown(index=False, floatfmt=".4g"))
+    md_path.write_text("\n".join(lines) + "\n")
+    return md_path, csv_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, help="record files or folders (searched recursively)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: the first path)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        parser.error(f"not found: {', '.join(map(str, missing))}")
+    df = load_table(args.paths)
+    if df.empty:
+        log.error("no records found under %s", ", ".join(map(str, args.paths)))
+        return 1
+    out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
+    md, csv = write_summary(df, out)
+    print(md.read_text())
+    print(f"wrote {md} and {csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

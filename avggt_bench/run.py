@@ -1,0 +1,255 @@
+"""The Hydra job: one model + attention variant + dataset + view count -> one JSON record.
+
+    python -m avggt_bench.run model=vggt_small attention=dense dataset=synthetic num_views=16
+    python -m avggt_bench.run -m num_views=8,16,32
+
+`run_job(cfg)` is the plain function behind it (used by tests and other harnesses). Failures inside
+the job (bad data, out of memory) become a record with a status and a message; the process exits
+non-zero for a single failed run, while a multirun sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from avggt_bench.data.datasets import build_dataset
+from avggt_bench.errors import AvggtError, ConfigError
+from avggt_bench.flops import model_cost
+from avggt_bench.models import build_model, model_info
+from avggt_bench.models.preprocess import PreprocessConfig, preprocess
+from avggt_bench.paths import config_dir
+from avggt_bench.records import (
+    Record,
+    config_hash,
+    device_slug,
+    now_iso,
+    provenance,
+    write_record,
+)
+from avggt_bench.timing import stopwatch, time_repeats
+
+log = logging.getLogger("avggt_bench.run")
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(value: str | None) -> torch.device:
+    value = "auto" if value in (None, "auto") else str(value)
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"device={value!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={value!r} but CUDA is not available here; use device=cpu or auto"
+        )
+    return device
+
+
+def resolve_precision(value: str | None, device: torch.device) -> str:
+    value = "auto" if value in (None, "auto") else str(value)
+    if value == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if value not in PRECISIONS:
+        raise ConfigError(f"precision={value!r} is not valid; use auto, {', '.join(PRECISIONS)}")
+    return value
+
+
+def autocast_context(precision: str, device: torch.device):
+    """bf16/fp16 autocast around the network (the heads disable it themselves); fp32: none."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+def _device_slug_resolver(device: str | None = None) -> str:
+    try:
+        return device_slug(resolve_device(device))
+    except ConfigError:
+        return "unknown-device"
+
+
+if not OmegaConf.has_resolver("device_slug"):
+    OmegaConf.register_new_resolver("device_slug", _device_slug_resolver)
+
+
+def job_identity(cfg: DictConfig, device: torch.device, precision: str) -> dict[str, Any]:
+    """The config fields that define a run (what the resume hash covers)."""
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "attention": OmegaConf.to_container(cfg.attention, resolve=True),
+        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "num_views": int(cfg.num_views),
+        "seed": int(cfg.seed),
+        "device": device_slug(device),
+        "precision": precision,
+        "threads": cfg.get("threads"),
+        "timing": OmegaConf.to_container(cfg.timing, resolve=True),
+    }
+
+
+def _overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not inside a Hydra app (tests, notebooks)
+        return []
+
+
+def run_job(cfg: DictConfig) -> Record:
+    """Run one job and write its record; never raises for failures inside the job."""
+    device = resolve_device(cfg.get("device"))
+    precision = resolve_precision(cfg.get("precision"), device)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    identity = job_identity(cfg, device, precision)
+    digest = config_hash(identity)
+    job = {
+        "model": cfg.model.name,
+        "attention": cfg.attention.get("name", "custom"),
+        "dataset": cfg.dataset.name,
+        "num_views": int(cfg.num_views),
+        "device": device_slug(device),
+        "precision": precision,
+        "tag": cfg.record.get("tag"),
+        "overrides": _overrides(),
+    }
+    run_id = f"{job['model']}-{job['attention']}-{job['dataset']}-v{job['num_views']}-{digest[:10]}"
+    record = Record(
+        run_id=run_id,
+        config_hash=digest,
+        job=job,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        provenance={**provenance(device), "seed": int(cfg.seed), "precision": precision},
+    )
+    torch.manual_seed(int(cfg.seed))
+    try:
+        _execute(cfg, device, precision, record)
+        record.status = "ok"
+    except torch.OutOfMemoryError as exc:
+        record.status, record.message = "oom", f"out of memory: {str(exc).splitlines()[0]}"
+    except AvggtError as exc:
+        record.status, record.message = "error", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # unexpected: keep the traceback in the record
+        record.status = "error"
+        record.message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    finally:
+        record.finished_at = now_iso()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    path = write_record(record, Path(cfg.record.dir) / f"{run_id}.json")
+    _log_summary(record, path)
+    return record
+
+
+def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Record) -> None:
+    num_views = int(cfg.num_views)
+    if num_views < 1:
+        raise ConfigError(f"num_views={num_views}: a scene needs at least one view")
+    pre_cfg = PreprocessConfig(**OmegaConf.to_container(cfg.model.preprocess, resolve=True))
+
+    with stopwatch() as t_load:
+        scene = build_dataset(cfg.dataset).load_views(num_views)
+    with stopwatch() as t_build:
+        model = build_model(
+            cfg.model.name,
+            attention=cfg.attention,
+            checkpoint=cfg.model.get("checkpoint"),
+            memory_lean=cfg.model.get("memory_lean", True),
+            device=str(device),
+        )
+    record.model = {
+        **model_info(model),
+        "routes": model.route_strings,
+        "attention": model.attention_config,
+    }
+    with stopwatch(device) as t_pre:
+        pre = preprocess(scene.images, pre_cfg)
+        images = pre.images.to(device)
+    height, width = images.shape[-2:]
+    patch = model.arch.patch_size
+    record.input = {
+        "scene": f"{scene.dataset}/{scene.scene_id}",
+        "num_views": scene.num_views,
+        "source_hw": list(scene.image_hw),
+        "image_hw": [height, width],
+        "patch_grid": [height // patch, width // patch],
+        "tokens_per_frame": model.num_special + (height // patch) * (width // patch),
+        "preprocess": pre_cfg.__dict__,
+    }
+    record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
+
+    def forward() -> Any:
+        with torch.inference_mode(), autocast_context(precision, device):
+            return model(images)
+
+    _, stats, memory = time_repeats(
+        forward, device, int(cfg.timing.warmup), int(cfg.timing.repeats)
+    )
+    record.timings = {
+        "load_s": t_load["s"],
+        "model_build_s": t_build["s"],
+        "preprocess_s": t_pre["s"],
+        "forward": stats.as_dict(),
+        "metrics_s": 0.0,
+    }
+    record.memory = memory.as_dict()
+    median = stats.median_s
+    record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
+
+
+def _log_summary(record: Record, path: Path) -> None:
+    fwd = record.timings.get("forward", {})
+    if record.status == "ok":
+        log.info(
+            "%s: ok, forward median %.3f s over %d repeats, peak %.2f GB -> %s",
+            record.run_id,
+            fwd.get("median_s", float("nan")),
+            len(fwd.get("times_s", [])),
+            record.memory.get("peak_gb", float("nan")),
+            path,
+        )
+    else:
+        log.error("%s: %s: %s -> %s", record.run_id, record.status, record.message, path)
+
+
+def _is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> str:
+    record = run_job(cfg)
+    if record.status != "ok" and not _is_multirun():
+        raise SystemExit(1)
+    return record.status
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Device timers and peak memory: warm-up, synchronised repeats, median and spread.
+
+GPU: `torch.cuda.synchronize` around `perf_counter`, peak from `max_memory_allocated` after
+`reset_peak_memory_stats`. CPU: `perf_counter`, peak resident set size read from the kernel's
+high-water mark (reset before the measured region where Linux allows it), thread count recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class TimingStats:
+    """Every repeat (seconds) and their summary; `spread_s` is the interquartile range."""
+
+    times_s: list[float]
+    warmup: int
+    median_s: float = 0.0
+    mean_s: float = 0.0
+    min_s: float = 0.0
+    max_s: float = 0.0
+    spread_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.times_s:
+            t = sorted(self.times_s)
+            self.median_s = statistics.median(t)
+            self.mean_s = statistics.fmean(t)
+            self.min_s, self.max_s = t[0], t[-1]
+            if len(t) >= 4:
+                q = statistics.quantiles(t, n=4)
+                self.spread_s = q[2] - q[0]
+            else:
+                self.spread_s = t[-1] - t[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MemoryStats:
+    """Peak memory of a measured region. `kind` says what was measured."""
+
+    kind: str
+    peak_bytes: int
+    baseline_bytes: int
+    device: str
+    threads: int = field(default_factory=torch.get_num_threads)
+
+    @property
+    def peak_gb(self) -> float:
+        return self.peak_bytes / 1e9
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "peak_gb": self.peak_gb}
+
+
+def _proc_status_kb(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (Linux >= 4.0); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_rss_bytes() -> int:
+    kb = _proc_status_kb("VmRSS")
+    if kb is not None:
+        return kb * 1024
+    return _lifetime_peak_rss_bytes()
+
+
+def _lifetime_peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class MemoryMeter:
+    """Measures peak memory over a region: `with MemoryMeter(device) as m: ...; m.stats`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stats: MemoryStats | None = None
+
+    def __enter__(self) -> MemoryMeter:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+            self._kind = "cuda_max_memory_allocated"
+        else:
+            self._baseline = current_rss_bytes()
+            reset = _reset_peak_rss()
+            self._kind = "cpu_peak_rss" if reset else "cpu_peak_rss_process_lifetime"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            kb = _proc_status_kb("VmHWM")
+            peak = kb * 1024 if kb is not None else _lifetime_peak_rss_bytes()
+        self.stats = MemoryStats(self._kind, int(peak), int(self._baseline), str(self.device))
+
+
+@contextmanager
+def stopwatch(device: torch.device | None = None) -> Iterator[dict[str, float]]:
+    """Wall time of a block (synchronised on CUDA): `with stopwatch(dev) as t: ...; t["s"]`."""
+    box = {"s": float("nan")}
+    if device is not None:
+        synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        if device is not None:
+            synchronize(device)
+        box["s"] = time.perf_counter() - start
+
+
+def time_repeats(
+    fn: Callable[[], T], device: torch.device, warmup: int = 1, repeats: int = 3
+) -> tuple[T, TimingStats, MemoryStats]:
+    """Run `fn` `warmup` times untimed, then `repeats` times timed; peak memory over the repeats.
+
+    Returns the last result, the timings and the memory of the timed region.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    for _ in range(warmup):
+        fn()
+    result = None
+    times = []
+    with MemoryMeter(device) as meter:
+        for _ in range(repeats):
+            result = None  # free the previous output so the peak covers one run only
+            synchronize(device)
+            start = time.perf_counter()
+            result = fn()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return result, TimingStats(times, warmup), meter.stats
+
+
+def cpu_description() -> dict[str, Any]:
+    """CPU model, logical cores available to this process and the torch thread count."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 0
+    return {"cpu": model, "cpu_cores": cores, "torch_threads": torch.get_num_threads()}

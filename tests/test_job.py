@@ -1,0 +1,144 @@
+"""The Hydra job end to end on vggt_small, its records, bad input and the report."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from avggt_bench import report
+from avggt_bench.paths import REPO_DIR, config_dir
+from avggt_bench.run import run_job
+
+MODEL = ["model=vggt_small", "model.preprocess.size=70", "timing.warmup=0", "timing.repeats=2"]
+TINY = [*MODEL, "dataset.width=70", "dataset.height=56"]
+
+
+def compose_job(tmp_path, *overrides, base=TINY):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                *base,
+                f"paths.root={tmp_path}",
+                f"record.dir={tmp_path}/records",
+                *overrides,
+            ],
+        )
+
+
+def cli(tmp_path, *args, multirun=False, base=TINY, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "HF_HUB_OFFLINE": "1"}
+    flags = ["-m"] if multirun else []
+    return subprocess.run(
+        [sys.executable, "-m", "avggt_bench.run", *flags, *base, f"paths.root={tmp_path}", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))]
+
+
+def test_one_job_writes_a_complete_record(tmp_path):
+    rec = run_job(compose_job(tmp_path, "num_views=3"))
+    assert rec.status == "ok", rec.message
+    [saved] = records(tmp_path / "records")
+    assert saved["run_id"] == rec.run_id and saved["status"] == "ok"
+    assert saved["job"]["model"] == "vggt_small" and saved["job"]["num_views"] == 3
+    assert saved["input"]["image_hw"] == [56, 70] and saved["input"]["tokens_per_frame"] == 5 + 20
+    assert len(saved["timings"]["forward"]["times_s"]) == 2
+    for stage in ("load_s", "model_build_s", "preprocess_s", "metrics_s"):
+        assert saved["timings"][stage] >= 0
+    assert saved["memory"]["peak_bytes"] > 0 and saved["memory"]["threads"] >= 1
+    assert saved["cost"]["macs"] > 0 and saved["cost"]["flops"] == 2 * saved["cost"]["macs"]
+    assert saved["model"]["weights"] == "random" and saved["model"]["routes"] == ["global"] * 24
+    prov = saved["provenance"]
+    assert prov["torch"] and prov["device_type"] == "cpu" and prov["seed"] == 0
+    assert prov["precision"] == "fp32" and "git_sha" in prov
+    assert len(saved["config_hash"]) == 64
+
+
+def test_multirun_over_views_and_report(tmp_path):
+    out = cli(tmp_path, "num_views=1,2", f"record.dir={tmp_path}/records", multirun=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    recs = records(tmp_path / "records")
+    assert sorted(r["job"]["num_views"] for r in recs) == [1, 2]
+    assert all(r["status"] == "ok" for r in recs)
+    assert report.main([str(tmp_path / "records")]) == 0
+    md = (tmp_path / "records" / "summary.md").read_text()
+    assert "vggt_small" in md and "forward median (s)" in md and "random" in md
+    assert (tmp_path / "records" / "summary.csv").exists()
+
+
+def write_folder(folder: Path, sizes, corrupt=None):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.png"
+        )
+    if corrupt is not None:
+        (folder / corrupt).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("corrupt", "cannot decode image"),
+        ("mixed", "different sizes"),
+        ("empty", "no .png/.jpg/.jpeg files"),
+        ("bad_size", "not a positive multiple of patch_size=14"),
+    ],
+)
+def test_bad_input_gives_an_error_record_and_a_failing_exit(tmp_path, case, expected):
+    folder = tmp_path / "imgs"
+    args = []
+    if case == "corrupt":
+        write_folder(folder, [(80, 60)] * 2, corrupt="002.png")
+    elif case == "mixed":
+        write_folder(folder, [(80, 60), (60, 80), (80, 60)])
+    elif case == "empty":
+        folder.mkdir()
+    else:
+        write_folder(folder, [(80, 60)] * 3)
+        args = ["model.preprocess.size=100"]
+    out = cli(
+        tmp_path,
+        "dataset=folder",
+        f"dataset.path={folder}",
+        "num_views=3",
+        f"record.dir={tmp_path}/records",
+        *args,
+        base=MODEL,
+    )
+    assert out.returncode != 0
+    [rec] = records(tmp_path / "records")
+    assert rec["status"] == "error" and expected in rec["message"]
+    assert rec["timings"] == {}  # nothing written as if it succeeded
+
+
+def test_folder_dataset_runs_on_user_images(tmp_path):
+    folder = write_folder(tmp_path / "imgs", [(80, 60)] * 5)
+    rec = run_job(
+        compose_job(tmp_path, "dataset=folder", f"dataset.path={folder}", "num_views=2", base=MODEL)
+    )
+    assert rec.status == "ok", rec.message
+    assert rec.input["source_hw"] == [60, 80] and rec.input["image_hw"] == [56, 70]
+
+
+def test_unknown_preset_fails_before_running(tmp_path):
+    out = cli(tmp_path, "model=vggt_huge", f"record.dir={tmp_path}/records")
+    assert out.returncode != 0
+    assert "vggt_small" in out.stderr  # Hydra lists the available options
+    assert not (tmp_path / "records").exists()

@@ -1,0 +1,79 @@
+"""Timing, memory measurement and atomic records."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from avggt_bench.records import Record, config_hash, write_record
+from avggt_bench.timing import MemoryMeter, TimingStats, time_repeats
+
+
+def test_timing_stats_median_and_spread():
+    s = TimingStats([3.0, 1.0, 2.0], warmup=1)
+    assert s.median_s == 2.0 and s.min_s == 1.0 and s.max_s == 3.0 and s.spread_s == 2.0
+    assert s.as_dict()["times_s"] == [3.0, 1.0, 2.0]
+
+
+def test_time_repeats_counts_calls_and_measures_memory():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return torch.ones(8_000_000)  # 32 MB
+
+    out, stats, mem = time_repeats(fn, torch.device("cpu"), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(stats.times_s) == 3 and out.numel() == 8_000_000
+    assert mem.kind.startswith("cpu_peak_rss") and mem.peak_bytes >= mem.baseline_bytes
+    with pytest.raises(ValueError):
+        time_repeats(fn, torch.device("cpu"), repeats=0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_cpu_peak_memory_is_reset_per_region():
+    big = torch.ones(50_000_000)  # 200 MB, freed before the measured region
+    del big
+    with MemoryMeter(torch.device("cpu")) as m:
+        small = torch.ones(2_000_000)
+    assert m.stats.kind == "cpu_peak_rss"
+    assert m.stats.peak_bytes - m.stats.baseline_bytes < 150e6
+    del small
+
+
+def test_config_hash_is_order_independent():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_record_write_is_atomic(tmp_path):
+    rec = Record(run_id="x", config_hash="h", job={}, config={}, status="ok")
+    path = write_record(rec, tmp_path / "x.json")
+    assert json.loads(path.read_text())["status"] == "ok"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_a_killed_writer_leaves_no_complete_looking_record(tmp_path):
+    # the child writes a large record and is killed mid-write: no x.json may exist afterwards
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from pathlib import Path
+        import avggt_bench.records as r
+        real = os.replace
+        def killed(src, dst):
+            os.kill(os.getpid(), signal.SIGKILL)
+        r.os.replace = killed
+        big = {{"big": "x" * 10_000_000}}
+        rec = r.Record(run_id="x", config_hash="h", job={{}}, config=big, status="ok")
+        r.write_record(rec, Path({str(tmp_path)!r}) / "x.json")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "x.json").exists()
+    assert all(p.name.startswith(".") for p in tmp_path.iterdir())  # only a hidden temp file
