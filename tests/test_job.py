@@ -142,3 +142,22 @@ def test_unknown_preset_fails_before_running(tmp_path):
     assert out.returncode != 0
     assert "vggt_small" in out.stderr  # Hydra lists the available options
     assert not (tmp_path / "records").exists()
+
+
+def test_experiment_presets_override_the_primary_config(tmp_path):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=bench_cpu"], return_hydra_config=True)
+    assert cfg.timing.repeats == 2 and cfg.model.preprocess.size == 154
+    assert cfg.dataset.width == 154 and cfg.precision == "fp32"
+    assert cfg.hydra.sweeper.params.num_views == "8,16,32,64,128"
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cuda = compose("config", overrides=["experiment=bench_cuda"], return_hydra_config=True)
+    assert cuda.model.name == "vggt" and cuda.precision == "bf16"
+    assert "800" in cuda.hydra.sweeper.params.num_views
+
+
+def test_bad_config_value_fails_fast_without_a_record(tmp_path):
+    out = cli(tmp_path, "precision=bf17", f"record.dir={tmp_path}/records")
+    assert out.returncode != 0
+    assert "precision='bf17' is not valid; use auto, fp32, bf16, fp16" in out.stderr
+    assert not (tmp_path / "records").exists()
