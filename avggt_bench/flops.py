@@ -56,6 +56,55 @@ def _global_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerC
     return GlobalLayerCost(str(spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
 
 
+@ROUTE_COSTS.register("frame")
+def _frame_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+    p = layout.tokens_per_frame
+    attn = layout.frames * attention_core_macs(p, p, dim)
+    return GlobalLayerCost(str(spec), linear_macs(layout.num_tokens, dim), attn)
+
+
+@ROUTE_COSTS.register("mean")
+def _mean_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+    t = layout.num_tokens
+    if spec.params.get("scope", "global") == "per_frame":
+        return GlobalLayerCost(
+            str(spec), linear_macs(t, dim), attention_core_macs(t, layout.frames, dim)
+        )
+    rows = t if spec.params.get("include_special") else layout.frames * layout.num_patches
+    # v projection of the averaged rows, proj once, MLP on every token
+    return GlobalLayerCost(str(spec), rows * dim * dim + dim * dim + 8 * t * dim * dim, 0)
+
+
+@ROUTE_COSTS.register("skip")
+def _skip_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+    mlp = 8 * layout.num_tokens * dim * dim if spec.params.get("part") == "attention" else 0
+    return GlobalLayerCost(str(spec), mlp, 0)
+
+
+@ROUTE_COSTS.register("sga")
+def _sga_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+    from avggt_bench.attention.sga import SGAOptions, kept_set
+
+    opts = SGAOptions.from_params(spec.params)
+    ks = kept_set(layout, opts)
+    t = layout.num_tokens
+    if ks.num_kept == t and ks.num_dropped == 0:
+        return GlobalLayerCost(str(spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
+    columns = 0
+    if opts.mean and ks.mean_mask.any():
+        columns = int(ks.mean_mask.any(1).sum()) if opts.mean_scope == "per_frame" else 1
+    extra = (2 * t * dim if opts.diag else 0) + (
+        2 * int(ks.mean_mask.sum()) * dim if columns else 0
+    )
+    return GlobalLayerCost(
+        str(spec),
+        linear_macs(t, dim),
+        attention_core_macs(t, ks.num_kept + columns, dim),
+        extra,
+        {"kept": ks.num_kept, "dropped": ks.num_dropped, "mean_columns": columns},
+    )
+
+
 def global_layer_cost(route: str | RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
     spec = parse_route(route)
     if spec.name not in ROUTE_COSTS:

@@ -20,10 +20,12 @@ from avggt_bench.attention.layout import TokenLayout
 
 @dataclass
 class AttentionContext:
-    """Everything besides q/k/v a mixer may need: the token layout and the block's LN1 output."""
+    """Everything besides q/k/v a mixer may need: the token layout, the block's LN1 output and,
+    for mixers that set `needs_unrotated_keys`, the keys after q/k-norm but before RoPE."""
 
     layout: TokenLayout
     x: torch.Tensor | None = None
+    k_unrotated: torch.Tensor | None = None
 
 
 class Mixer(Protocol):

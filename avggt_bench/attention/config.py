@@ -21,6 +21,11 @@ from avggt_bench.registry import Registry
 # method name -> f(config, family, num_layers) -> route strings
 Method = Callable[[Mapping[str, Any], str, int], list[str]]
 METHODS: Registry[Method] = Registry("attention method")
+# method name -> f(config, family, num_layers) -> config with every `auto` resolved
+SWITCH_RESOLVERS: dict[str, Method] = {}
+# route name -> f(config) -> route string: a bare name in `routes`/`overrides` takes the config's
+# switches for that route (e.g. `mean` picks up g2m_scope)
+BARE_ROUTES: dict[str, Callable[[Mapping[str, Any]], str]] = {}
 
 
 @METHODS.register("dense", "the original model: dense global attention in every global layer")
@@ -28,19 +33,34 @@ def _dense(cfg: Mapping[str, Any], family: str, num_layers: int) -> list[str]:
     return ["global"] * num_layers
 
 
+def _merge_defaults(cfg: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    """Apply a preset's `defaults: [other_preset, _self_]` list (same group), as Hydra does."""
+    defaults = cfg.pop("defaults", None) or []
+    merged: dict[str, Any] = {}
+    for entry in defaults:
+        if entry == "_self_":
+            continue
+        if entry in seen:
+            raise ConfigError(f"attention presets include each other in a loop: {(*seen, entry)}")
+        merged.update(load_preset(entry, (*seen, entry)))
+    merged.update(cfg)
+    return merged
+
+
 def available_presets() -> list[str]:
     return sorted(p.stem for p in (config_dir() / "attention").glob("*.yaml"))
 
 
-def load_preset(name: str) -> dict[str, Any]:
-    """The `conf/attention/<name>.yaml` preset as a plain dict."""
+def load_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The `conf/attention/<name>.yaml` preset as a plain dict (its defaults list applied)."""
     path = config_dir() / "attention" / f"{name}.yaml"
     if not path.is_file():
         names = Registry("attention preset")
         for preset in available_presets():
             names.add(preset, dict)
         raise ConfigError(names.unknown_message(name))
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return _merge_defaults(cfg, seen or (name,))
 
 
 def as_attention_config(attention: str | Mapping | DictConfig | None) -> dict[str, Any]:
@@ -95,6 +115,16 @@ def parse_layers(spec: Any, num_layers: int) -> list[int]:
     return out
 
 
+def resolve_attention(
+    attention: str | Mapping[str, Any] | DictConfig | None, family: str, num_layers: int
+) -> tuple[list[str], dict[str, Any]]:
+    """One canonical route string per global layer, and the config with `auto` resolved."""
+    cfg = as_attention_config(attention)
+    resolver = SWITCH_RESOLVERS.get(cfg["method"])
+    resolved = resolver(cfg, family, num_layers) if resolver else dict(cfg)
+    return resolve_routes(cfg, family, num_layers), resolved
+
+
 def resolve_routes(attention: Mapping[str, Any], family: str, num_layers: int) -> list[str]:
     """One canonical route string per global layer."""
     cfg = as_attention_config(attention)
@@ -108,6 +138,8 @@ def resolve_routes(attention: Mapping[str, Any], family: str, num_layers: int) -
             )
     else:
         routes = METHODS.build(cfg["method"], cfg, family, num_layers)
+    resolver = SWITCH_RESOLVERS.get(cfg["method"])
+    switches = resolver(cfg, family, num_layers) if resolver else cfg
     for entry in cfg.get("overrides") or []:
         if not isinstance(entry, Mapping) or {"layers", "route"} - set(entry):
             raise ConfigError(
@@ -118,6 +150,8 @@ def resolve_routes(attention: Mapping[str, Any], family: str, num_layers: int) -
             routes[i] = str(entry["route"])
     canonical = []
     for r in routes:
+        if r in BARE_ROUTES:
+            r = BARE_ROUTES[r](switches)
         spec = parse_route(r)
         if spec.name not in ROUTES:
             raise ConfigError(ROUTES.unknown_message(spec.name))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from avggt_bench.attention.config import as_attention_config, resolve_routes
+from avggt_bench.attention.config import as_attention_config, resolve_attention
 from avggt_bench.attention.routes import build_route
 from avggt_bench.errors import ConfigError
 from avggt_bench.models.checkpoint import load_checkpoint, random_weights
@@ -87,11 +87,11 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
         fill_recipe_weights(model, scale)
         weights = random_weights(scale)
 
-    routes = resolve_routes(attention, preset.family, model.num_global_layers)
+    routes, resolved = resolve_attention(attention, preset.family, model.num_global_layers)
     model.set_routes([build_route(r, preset.sdpa_policy) for r in routes])
     model.preset = preset
     model.weights = weights
-    model.attention_config = attention
+    model.attention_config = resolved
     model.route_strings = routes
     return model.to(device).eval()
 

@@ -64,9 +64,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def qkv_heads(
-        self, a: torch.Tensor, pos: torch.Tensor | None, layout: TokenLayout | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v `[batch, heads, n, d]` after q/k-norm and RoPE: what a dense kernel receives."""
+        self,
+        a: torch.Tensor,
+        pos: torch.Tensor | None,
+        layout: TokenLayout | None,
+        keep_unrotated: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """q, k, v `[batch, heads, n, d]` after q/k-norm and RoPE (what a dense kernel receives),
+        and the keys before RoPE when `keep_unrotated`."""
         batch, n, _dim = a.shape
         qkv = self.qkv(a).reshape(batch, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -74,10 +79,11 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
             if self.qk_cast_to_v:
                 q, k = q.to(v.dtype), k.to(v.dtype)
+        k_unrotated = k if keep_unrotated else None
         if self.rope is not None and pos is not None:
             size = layout.rope_table_size if layout is not None else int(pos.max()) + 1
             q, k = self.rope(q, pos, size), self.rope(k, pos, size)
-        return q, k, v
+        return q, k, v, k_unrotated
 
     def merge_heads(self, o: torch.Tensor) -> torch.Tensor:
         batch, _, n, _ = o.shape
@@ -90,8 +96,9 @@ class Attention(nn.Module):
         layout: TokenLayout | None = None,
         mixer: Mixer = DENSE,
     ) -> torch.Tensor:
-        q, k, v = self.qkv_heads(a, pos, layout)
-        ctx = AttentionContext(layout=layout, x=a)
+        keep = getattr(mixer, "needs_unrotated_keys", False)
+        q, k, v, k_unrotated = self.qkv_heads(a, pos, layout, keep)
+        ctx = AttentionContext(layout=layout, x=a, k_unrotated=k_unrotated)
         return self.merge_heads(mixer(q, k, v, ctx))
 
 

@@ -1,0 +1,69 @@
+"""Slow exact references for the attention variants, used only by tests (avggt.md §7.6).
+
+`sga_reference` builds, for every query, its explicit key list — 𝒦 in index order, then the query
+itself when δ_i = 1, then the mean column(s), repeated |𝒟| times when the log-count bias is on —
+and applies a plain softmax in the input dtype (use float64). O(T·|𝒦|) memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.sga import SGAOptions, build_kept_set
+
+
+def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Explicit softmax(q kᵀ / sqrt(d)) v over all keys."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def sga_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: TokenLayout,
+    opts: SGAOptions,
+    k_unrotated: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Enhanced SGA for q, k, v `[B, H, T, d]` by explicit per-query key lists."""
+    sets = build_kept_set(layout, opts)
+    kept, dropped = sets.kept.tolist(), sets.dropped
+    tokens = q.shape[2]
+    if all(kept) and not dropped.any():
+        return softmax_attention(q, k, v)
+    per_frame = layout.tokens_per_frame
+    mean_mask = sets.mean_mask.reshape(-1)
+    mean_keys = k_unrotated if opts.mean_key_space == "pre_rope" else k
+    frames = range(layout.frames) if opts.mean_scope == "per_frame" else [None]
+    kept_idx = [t for t in range(tokens) if kept[t]]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    out = torch.empty_like(q)
+    for i in range(tokens):
+        keys, values = [k[:, :, kept_idx]], [v[:, :, kept_idx]]
+        if opts.diag and (not kept[i] or opts.diag_for_kept_queries):
+            keys.append(k[:, :, i : i + 1])
+            values.append(v[:, :, i : i + 1])
+        if opts.mean:
+            for f in frames:
+                members = [
+                    t
+                    for t in range(tokens)
+                    if mean_mask[t]
+                    and (f is None or t // per_frame == f)
+                    and not (opts.mean_exclude_self and t == i)
+                ]
+                if not members:
+                    continue
+                k_bar = mean_keys[:, :, members].mean(2, keepdim=True)
+                v_bar = v[:, :, members].mean(2, keepdim=True)
+                copies = len(members) if opts.mean_log_count_bias else 1
+                keys.append(k_bar.expand(-1, -1, copies, -1))
+                values.append(v_bar.expand(-1, -1, copies, -1))
+        key_list, value_list = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+        scores = (q[:, :, i : i + 1] @ key_list.transpose(-1, -2)) * scale
+        out[:, :, i : i + 1] = torch.softmax(scores, dim=-1) @ value_list
+    return out

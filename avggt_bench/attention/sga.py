@@ -1,0 +1,321 @@
+"""Subsampled global attention (SGA) with diagonal preservation and mean-fill (avggt.md §5-§7).
+
+All queries are kept. Keys/values are restricted to the kept set 𝒦 (special tokens, VGGT's frame 0,
+the top-left patch of every s_h x s_w window of the other frames). Each query also sees its own key
+when it was dropped (diagonal) and one mean key/value pair standing in for the dropped patches
+(mean-fill); the three parts share one softmax. Computed as one fused attention over 𝒦 that returns
+the log-sum-exp, then a max-subtracted merge of the diagonal and mean terms, chunked over queries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from avggt_bench.attention.base import AttentionContext
+from avggt_bench.attention.kernels import sdpa
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.lse import attn_lse, choose_backend
+from avggt_bench.errors import ConfigError
+
+SIGMA_STRIDES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 6: (2, 3), 9: (3, 3)}
+CHOICES = {
+    "grid_phase": ("fixed", "per_frame"),
+    "mean_scope": ("global", "per_frame"),
+    "mean_over": ("dropped", "all_patches"),
+    "mean_key_space": ("post_rope", "pre_rope"),
+    "mean_path": ("merge", "append"),
+}
+QUERY_CHUNK = 65536  # tokens per merge chunk: bounds the fp32 temporaries
+
+
+@dataclass(frozen=True)
+class SGAOptions:
+    """Every switch of an SGA layer; defaults are the spec's readings (avggt.md §8)."""
+
+    sigma: int = 9
+    stride: tuple[int, int] | None = None
+    grid_anchor: tuple[int, int] = (0, 0)
+    grid_phase: str = "fixed"
+    keep_special: bool = True
+    keep_first_frame: bool = True
+    diag: bool = True
+    diag_for_kept_queries: bool = False
+    mean: bool = True
+    mean_scope: str = "global"
+    mean_over: str = "dropped"
+    mean_key_space: str = "post_rope"
+    mean_log_count_bias: bool = False
+    mean_exclude_self: bool = False
+    mean_path: str = "merge"
+    kernel: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.stride is None and self.sigma not in SIGMA_STRIDES:
+            raise ConfigError(
+                f"sigma={self.sigma} is not in the AVGGT table; valid: "
+                f"{', '.join(map(str, SIGMA_STRIDES))} (or give an explicit stride=[s_h, s_w])"
+            )
+        if self.stride is not None and (len(self.stride) != 2 or min(self.stride) < 1):
+            raise ConfigError(f"stride={self.stride} must be two positive integers [s_h, s_w]")
+        for name, valid in CHOICES.items():
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name}={getattr(self, name)!r}; valid: {', '.join(valid)}")
+        if self.mean_path == "append" and (
+            self.diag or self.mean_log_count_bias or self.mean_exclude_self
+        ):
+            raise ConfigError(
+                "mean_path=append cannot express the diagonal, the log-count bias or the "
+                "exclude-self mean; use mean_path=merge (the default)"
+            )
+        choose_backend(self.kernel, torch.device("cpu"), torch.float32)  # validates the name
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        return tuple(self.stride) if self.stride is not None else SIGMA_STRIDES[self.sigma]
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SGAOptions:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ConfigError(f"unknown sga option(s) {unknown}; valid: {', '.join(sorted(names))}")
+        values = dict(params)
+        for key in ("stride", "grid_anchor"):
+            if values.get(key) is not None:
+                values[key] = tuple(int(x) for x in values[key])
+        for f in fields(cls):
+            if f.type == "bool" and f.name in values:
+                values[f.name] = bool(values[f.name])
+        return cls(**values)
+
+    def route_params(self) -> dict[str, Any]:
+        """Route-string parameters: the four headline ones, then every non-default switch."""
+        default = SGAOptions()
+        head = ("sigma", "diag", "mean", "keep_first_frame")
+        out = {k: getattr(self, k) for k in head}
+        for f in fields(self):
+            if f.name not in head and getattr(self, f.name) != getattr(default, f.name):
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    def resolved(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+GRID_FIELDS = (
+    "sigma",
+    "stride",
+    "grid_anchor",
+    "grid_phase",
+    "keep_special",
+    "keep_first_frame",
+    "mean_over",
+)
+
+
+@dataclass(frozen=True)
+class KeptSet:
+    """Index sets of one SGA layout, per scene (shared by the batch)."""
+
+    idx: torch.Tensor  # [K] ascending token indices of 𝒦 (σ = 1: the identity)
+    kept: torch.Tensor  # [T] bool, token ∈ 𝒦
+    dropped: torch.Tensor  # [T] bool, token ∈ 𝒟 (patch tokens not in 𝒦)
+    mean_mask: torch.Tensor  # [S, P] bool, tokens averaged by the mean-fill term
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.kept.numel())
+
+    @property
+    def num_kept(self) -> int:
+        return int(self.idx.numel())
+
+    @property
+    def num_dropped(self) -> int:
+        return int(self.dropped.sum())
+
+
+def grid_kept_mask(layout: TokenLayout, opts: SGAOptions) -> torch.Tensor:
+    """`[S, h, w]` bool: patch (r, c) of frame f is the top-left of its s_h x s_w window (§5.3)."""
+    s_h, s_w = opts.strides
+    h, w = layout.grid
+    rows, cols = torch.arange(h)[:, None], torch.arange(w)[None, :]
+    masks = []
+    for f in range(layout.frames):
+        off_r, off_c = opts.grid_anchor
+        if opts.grid_phase == "per_frame":
+            off_r, off_c = off_r + f % s_h, off_c + (f // s_h) % s_w
+        masks.append(((rows - off_r) % s_h == 0) & ((cols - off_c) % s_w == 0))
+    return torch.stack(masks)
+
+
+def build_kept_set(layout: TokenLayout, opts: SGAOptions) -> KeptSet:
+    """𝒦 = specials ∪ frame 0 (VGGT) ∪ grid-kept patches; 𝒟 = the other patches (CPU tensors)."""
+    s, p, n_s = layout.frames, layout.tokens_per_frame, layout.num_special
+    is_patch = torch.zeros(s, p, dtype=torch.bool)
+    is_patch[:, n_s:] = True
+    kept = torch.zeros(s, p, dtype=torch.bool)
+    kept[:, :n_s] = opts.keep_special
+    kept[:, n_s:] = grid_kept_mask(layout, opts).reshape(s, -1)
+    if opts.keep_first_frame:
+        kept[0] = True
+    dropped = is_patch & ~kept
+    mean_mask = is_patch if opts.mean_over == "all_patches" else dropped
+    flat = kept.reshape(-1)
+    return KeptSet(torch.nonzero(flat).squeeze(1), flat, dropped.reshape(-1), mean_mask)
+
+
+@lru_cache(maxsize=64)
+def _cached_kept_set(layout: TokenLayout, grid_key: tuple, device: str) -> KeptSet:
+    ks = build_kept_set(layout, SGAOptions(**dict(grid_key)))
+    return KeptSet(*(getattr(ks, f.name).to(device) for f in fields(KeptSet)))
+
+
+def kept_set(layout: TokenLayout, opts: SGAOptions, device: torch.device | str = "cpu") -> KeptSet:
+    """Cached per (layout, grid options, device): built once, shared by every SGA layer."""
+    key = tuple((f, getattr(opts, f)) for f in GRID_FIELDS)
+    return _cached_kept_set(layout, key, str(device))
+
+
+def _frame_sums(x: torch.Tensor, mask: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+    """Per-frame fp32 sums of masked tokens: x `[B, H, S*P, d]`, mask `[S, P]` -> `[B, H, S, d]`."""
+    b, h, _, d = x.shape
+    s, p = mask.shape
+    x = x.view(b, h, s, p, d)
+    acc = accumulation_dtype(x.dtype)
+    out = x.new_zeros((b, h, s, d), dtype=acc)
+    weights = mask.to(acc)
+    for f0 in range(0, s, chunk_frames):
+        f1 = min(s, f0 + chunk_frames)
+        out[:, :, f0:f1] = (x[:, :, f0:f1].to(acc) * weights[f0:f1, :, None]).sum(3)
+    return out
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """fp32 for half precisions and fp32, fp64 for fp64: sums and merges never lose precision."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class SGAMixer:
+    """The SGA token mixer of one global layer (route `sga`)."""
+
+    def __init__(self, opts: SGAOptions, policy: str = "default") -> None:
+        self.opts = opts
+        self.policy = policy
+        self.needs_unrotated_keys = opts.mean and opts.mean_key_space == "pre_rope"
+        self.last_backend: str | None = None
+
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ctx: AttentionContext
+    ) -> torch.Tensor:
+        ks = kept_set(ctx.layout, self.opts, q.device)
+        if ks.num_kept == ks.num_tokens and ks.num_dropped == 0:
+            self.last_backend = "dense"  # σ = 1 or nothing to drop: the exact dense path
+            return sdpa(q, k, v, self.policy)
+        k_kept, v_kept = k[:, :, ks.idx], v[:, :, ks.idx]
+        opts = self.opts
+        mean = self._means(k, v, ks, ctx) if opts.mean and ks.mean_mask.any() else None
+        if mean is not None and opts.mean_path == "append":  # mean rows as ordinary keys (§7.4)
+            n = mean.counts[:, None]
+            k_kept = torch.cat((k_kept, (mean.k_sum / n).to(k.dtype)), dim=2)
+            v_kept = torch.cat((v_kept, (mean.v_sum / n).to(v.dtype)), dim=2)
+            mean = None
+        out, lse, self.last_backend = attn_lse(q, k_kept, v_kept, opts.kernel)
+        diag_mask = None
+        if opts.diag:
+            diag_mask = torch.ones_like(ks.kept) if opts.diag_for_kept_queries else ~ks.kept
+            if not diag_mask.any():
+                diag_mask = None
+        if mean is None and diag_mask is None:
+            return out
+        return self._merge(q, k, v, out, lse, mean, diag_mask, ks)
+
+    def _means(self, k, v, ks: KeptSet, ctx: AttentionContext) -> MeanTerms:
+        """fp32 sums of the mean-fill keys/values per column (one global, or one per frame)."""
+        keys = ctx.k_unrotated if self.opts.mean_key_space == "pre_rope" else k
+        per_frame_tokens = ks.mean_mask.shape[1]
+        chunk = max(1, QUERY_CHUNK // per_frame_tokens)
+        k_sum = _frame_sums(keys, ks.mean_mask, chunk)
+        v_sum = _frame_sums(v, ks.mean_mask, chunk)
+        counts = ks.mean_mask.sum(1).to(k_sum.dtype)
+        frame_of_token = torch.arange(ks.num_tokens, device=k.device) // per_frame_tokens
+        if self.opts.mean_scope == "global":
+            k_sum, v_sum, counts = k_sum.sum(2, True), v_sum.sum(2, True), counts.sum(0, True)
+            column = torch.zeros_like(frame_of_token)
+        else:  # frames without mean tokens contribute no column (§6.4)
+            present = counts > 0
+            k_sum, v_sum, counts = k_sum[:, :, present], v_sum[:, :, present], counts[present]
+            # frames without a column hold no mean tokens; their index is never used
+            column = (torch.cumsum(present, 0) - 1).clamp_min(0)[frame_of_token]
+        return MeanTerms(k_sum, v_sum, counts, column, ks.mean_mask.reshape(-1), keys)
+
+    def _merge(self, q, k, v, out, lse, mean: MeanTerms | None, diag_mask, ks) -> torch.Tensor:
+        """out_i = (α·o_i + β·v_i + Σ_m γ_m·v̄_m) / (α + β + Σ_m γ_m), max-subtracted (§7.3).
+
+        Means are handled as sums: v̄_m = V_m / n_m. The exclude-self switch subtracts the
+        query's own key/value from its own column (n_m - 1), a rank-one correction per query.
+        """
+        opts = self.opts
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        acc = accumulation_dtype(q.dtype)
+        tokens = q.shape[2]
+        columns = mean.counts.numel() if mean is not None else 0
+        chunk = max(1, QUERY_CHUNK // max(1, columns))
+        result = torch.empty_like(out)
+        neg_inf = float("-inf")
+        for t0 in range(0, tokens, chunk):
+            t1 = min(tokens, t0 + chunk)
+            qc = q[:, :, t0:t1].to(acc)
+            m = lse[:, :, t0:t1].to(acc)
+            if diag_mask is not None:
+                b = (qc * k[:, :, t0:t1].to(acc)).sum(-1) * scale
+                b = b.masked_fill(~diag_mask[t0:t1], neg_inf)
+                m = torch.maximum(m, b)
+            if mean is not None:
+                raw = qc @ mean.k_sum.transpose(-1, -2)  # [B, H, t, M]
+                count = mean.counts.expand(t1 - t0, columns)
+                if opts.mean_exclude_self:
+                    own = torch.nn.functional.one_hot(mean.column[t0:t1], columns).bool()
+                    own &= mean.in_mean[t0:t1, None]
+                    self_logit = (qc * mean.keys[:, :, t0:t1].to(acc)).sum(-1, keepdim=True)
+                    raw = raw - own * self_logit
+                    count = count - own.to(acc)
+                c = raw / count * scale
+                if opts.mean_log_count_bias:
+                    c = c + torch.log(count)
+                c = c.masked_fill(count <= 0, neg_inf)
+                m = torch.maximum(m, c.amax(-1))
+            alpha = torch.exp(lse[:, :, t0:t1].to(acc) - m)
+            num = alpha[..., None] * out[:, :, t0:t1].to(acc)
+            den = alpha
+            if diag_mask is not None:
+                beta = torch.exp(b - m)
+                num = num + beta[..., None] * v[:, :, t0:t1].to(acc)
+                den = den + beta
+            if mean is not None:
+                gamma = torch.exp(c - m[..., None])
+                per_sum = gamma / count.clamp_min(1.0)
+                num = num + per_sum @ mean.v_sum
+                if opts.mean_exclude_self:
+                    num = num - (per_sum * own).sum(-1, keepdim=True) * v[:, :, t0:t1].to(acc)
+                den = den + gamma.sum(-1)
+            result[:, :, t0:t1] = (num / den[..., None]).to(out.dtype)
+        return result
+
+
+@dataclass
+class MeanTerms:
+    """Mean-fill columns as fp32 sums: `k_sum`, `v_sum` `[B, H, M, d]`, `counts` `[M]`; per token
+    its column (`column`) and whether its own key is averaged (`in_mean`)."""
+
+    k_sum: torch.Tensor
+    v_sum: torch.Tensor
+    counts: torch.Tensor
+    column: torch.Tensor
+    in_mean: torch.Tensor
+    keys: torch.Tensor
