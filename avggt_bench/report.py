@@ -20,6 +20,17 @@ from avggt_bench.records import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
+PARENT_KEY = [
+    "device",
+    "model",
+    "dataset",
+    "image",
+    "num_views",
+    "precision",
+    "weights",
+    "memory_lean",
+]
+
 SUMMARY_COLUMNS = {
     "device": "device",
     "model": "model",
@@ -38,6 +49,12 @@ SUMMARY_COLUMNS = {
     "tmacs": "MACs (T)",
     "global_attention_share": "global-attn MAC share",
     "achieved_gmacs": "achieved GMAC/s",
+    "speedup": "speedup (measured)",
+    "predicted_speedup": "speedup (cost model)",
+    "speedup_efficiency": "measured / predicted",
+    "sga_overhead_ratio": "SGA layer / kernel",
+    "fid_pose_auc@30": "fidelity AUC@30",
+    "fid_depth_rel_diff_median": "fidelity depth rel diff",
 }
 
 
@@ -82,6 +99,13 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
         "tmacs": macs / 1e12 if macs else None,
         "global_attention_share": comps.get("global_attention", 0) / macs if macs else None,
         "achieved_gmacs": (macs / fwd["median_s"] / 1e9) if macs and fwd.get("median_s") else None,
+        "is_dense": rec.get("model", {}).get(
+            "is_dense", all(r == "global" for r in rec.get("model", {}).get("routes", ["?"]))
+        ),
+        "memory_lean": rec.get("model", {}).get("memory_lean"),
+        "macs": macs,
+        "sga_overhead_ratio": rec.get("timings", {}).get("sga_layer", {}).get("overhead_ratio"),
+        **{f"fid_{k}": v for k, v in rec.get("metrics", {}).get("fidelity", {}).items()},
         "git_sha": (prov.get("git_sha") or "")[:10],
         "finished_at": rec.get("finished_at"),
     }
@@ -106,8 +130,49 @@ def load_table(paths: Iterable[Path]) -> pd.DataFrame:
         rows.append({**flatten(rec), "path": str(path)})
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["device", "model", "attention", "num_views"], kind="stable")
+        df["_order"] = ~df["is_dense"].fillna(False).astype(bool)  # dense parent first
+        df = df.sort_values(["device", "model", "num_views", "_order", "attention"], kind="stable")
+        df = df.drop(columns="_order")
     return df.reset_index(drop=True)
+
+
+def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of each ok record over its dense parent (same device, model, input, views,
+    precision, weights) measured in the same results, beside the cost model's MAC ratio."""
+    df = df.copy()
+    for col in ("speedup", "predicted_speedup", "speedup_efficiency"):
+        df[col] = float("nan")
+    if df.empty or "is_dense" not in df:
+        return df
+    ok = df["status"] == "ok"
+    parents = df[ok & (df["is_dense"] == True)]  # noqa: E712 (pandas column comparison)
+    parents = parents.drop_duplicates(PARENT_KEY, keep="last").set_index(PARENT_KEY)
+    for idx, row in df[ok].iterrows():
+        key = tuple(row[k] for k in PARENT_KEY)
+        if key not in parents.index:
+            continue
+        parent = parents.loc[key]
+        df.loc[idx, "speedup"] = parent["forward_median_s"] / row["forward_median_s"]
+        df.loc[idx, "predicted_speedup"] = parent["macs"] / row["macs"]
+    df["speedup_efficiency"] = df["speedup"] / df["predicted_speedup"]
+    return df
+
+
+def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Views x variant: 'measured x (predicted x)' for the accelerated variants."""
+    fast = df[(df["status"] == "ok") & (df["is_dense"] == False) & df["speedup"].notna()]  # noqa: E712
+    if fast.empty:
+        return pd.DataFrame()
+    cells = fast.assign(
+        cell=[
+            f"{s:.2f}x ({p:.2f}x, {100 * s / p:.0f}%)"
+            for s, p in zip(fast["speedup"], fast["predicted_speedup"])
+        ]
+    )
+    table = cells.pivot_table(
+        index=["device", "model", "num_views"], columns="attention", values="cell", aggfunc="last"
+    )
+    return table.reset_index()
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,25 +184,45 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 def write_summary(df: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     """Write `summary.md` and `summary.csv` (all columns of the long table) to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    df = add_speedups(df)
     md_path, csv_path = out_dir / "summary.md", out_dir / "summary.csv"
     df.drop(columns=["path"], errors="ignore").to_csv(csv_path, index=False)
     table = summary_table(df)
-    devices = ", ".join(sorted(df["device"].dropna().unique())) if not df.empty else "none"
+    # columns with one value for every row move to the header: tables people can read
+    common = {
+        c: table[c].iloc[0]
+        for c in table.columns
+        if len(table) > 1 and table[c].nunique(dropna=False) == 1
+    }
+    table = table.drop(columns=[c for c in common if c not in ("views", "attention")])
     random = (df["weights"] == "random").any() if "weights" in df else False
     lines = [
         "# Benchmark summary",
         "",
-        f"Device: {devices}. Generated by `python -m avggt_bench.report` from {len(df)} records; "
-        "do not edit by hand.",
+        f"Generated by `python -m avggt_bench.report` from {len(df)} records; do not edit by hand.",
         "",
     ]
+    shown = {k: v for k, v in common.items() if k not in ("views", "attention")}
+    if shown:
+        lines += ["Common to every row: " + "; ".join(f"{k}: {v}" for k, v in shown.items()), ""]
     if random:
         lines += [
             "Weights: **random** (no checkpoint). Timings and memory are meaningful; "
             "accuracy is not.",
             "",
         ]
-    lines.append(table.to_markdown(index=False, floatfmt=".4g"))
+    lines.append(table.to_markdown(index=False, floatfmt=".4g", missingval=""))
+    speed = speedup_table(df)
+    if not speed.empty:
+        lines += [
+            "",
+            "## Speedup over the dense parent",
+            "",
+            "Measured in the same results (same device, precision, kernels, input); in brackets "
+            "the cost model's MAC ratio and the share of it that was realised.",
+            "",
+            speed.to_markdown(index=False),
+        ]
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, csv_path
 

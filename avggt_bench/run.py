@@ -21,11 +21,22 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avggt_bench.attention.avggt import SGARoute
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.routes import is_dense, route_table
 from avggt_bench.data.datasets import build_dataset
 from avggt_bench.errors import AvggtError, ConfigError
 from avggt_bench.flops import model_cost
+from avggt_bench.metrics.fidelity import Reference, fidelity
+from avggt_bench.microbench import sga_overhead
 from avggt_bench.models import build_model, model_info
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
+from avggt_bench.parent import (
+    dense_parent_reference,
+    load_reference,
+    reference_key,
+    save_reference,
+)
 from avggt_bench.paths import config_dir
 from avggt_bench.records import (
     Record,
@@ -197,7 +208,7 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         with torch.inference_mode(), autocast_context(precision, device):
             return model(images)
 
-    _, stats, memory = time_repeats(
+    pred, stats, memory = time_repeats(
         forward, device, int(cfg.timing.warmup), int(cfg.timing.repeats)
     )
     record.timings = {
@@ -205,11 +216,46 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         "model_build_s": t_build["s"],
         "preprocess_s": t_pre["s"],
         "forward": stats.as_dict(),
-        "metrics_s": 0.0,
     }
     record.memory = memory.as_dict()
     median = stats.median_s
     record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
+    layout = TokenLayout(
+        scene.num_views,
+        (height // patch, width // patch),
+        model.num_special,
+        model.family == "vggt",
+    )
+    record.model["route_layers"] = route_table(model.routes, layout)
+    record.model["is_dense"] = is_dense(model.routes)
+
+    with stopwatch(device) as t_fid:
+        key = reference_key(
+            model,
+            scene.images,
+            {"preprocess": pre_cfg.__dict__, "precision": precision, "device": device_slug(device)},
+        )
+        cache = Path(cfg.paths.cache) / "dense_reference"
+        ours = Reference.from_predictions(pred)
+        if is_dense(model.routes):
+            save_reference(cache, key, ours)
+        else:
+            dense = load_reference(cache, key)
+            record.metrics["fidelity_reference"] = "cache" if dense else "computed"
+            if dense is None:
+                dense = dense_parent_reference(model, forward)
+                save_reference(cache, key, dense)
+            record.metrics["fidelity"] = fidelity(ours, dense, pair_order=model.family)
+    record.timings["fidelity_s"] = t_fid["s"]
+    record.timings["metrics_s"] = 0.0
+
+    sga = next((r for r in model.routes if isinstance(r, SGARoute)), None)
+    if sga is not None and sga.describe(layout)["path"] == "sga":
+        attn = model.aggregator.global_blocks[0].attn
+        dtype = images.dtype if precision == "fp32" else PRECISIONS[precision]
+        record.timings["sga_layer"] = sga_overhead(
+            sga, layout, attn.num_heads, attn.head_dim, device, dtype
+        )
 
 
 def _log_summary(record: Record, path: Path) -> None:

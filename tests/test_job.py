@@ -150,6 +150,7 @@ def test_experiment_presets_override_the_primary_config(tmp_path):
     assert cfg.timing.repeats == 2 and cfg.model.preprocess.size == 154
     assert cfg.dataset.width == 154 and cfg.precision == "fp32"
     assert cfg.hydra.sweeper.params.num_views == "8,16,32,64,128"
+    assert cfg.hydra.sweeper.params.attention == "dense,avggt_9,avggt_4"
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cuda = compose("config", overrides=["experiment=bench_cuda"], return_hydra_config=True)
     assert cuda.model.name == "vggt" and cuda.precision == "bf16"

@@ -135,3 +135,22 @@ def build_route(spec: str | RouteSpec, policy: str = "default") -> Route:
 
 def dense_routes(num_layers: int, policy: str = "default") -> list[Route]:
     return [build_route("global", policy) for _ in range(num_layers)]
+
+
+def route_table(routes: list[Route], layout: TokenLayout) -> list[dict[str, Any]]:
+    """Consecutive layers with the same route, grouped, with each route's per-layer facts."""
+    table: list[dict[str, Any]] = []
+    for g, route in enumerate(routes):
+        name = str(route)
+        if table and table[-1]["route"] == name:
+            table[-1]["last"] = g
+            continue
+        table.append({"first": g, "last": g, "route": name, **route.describe(layout)})
+    for row in table:
+        first, last = row.pop("first"), row.pop("last")
+        row["layers"] = str(first) if first == last else f"{first}-{last}"
+    return [{"layers": r.pop("layers"), **r} for r in table]
+
+
+def is_dense(routes: list[Route]) -> bool:
+    return all(r.spec.name == "global" for r in routes)

@@ -183,16 +183,19 @@ def kept_set(layout: TokenLayout, opts: SGAOptions, device: torch.device | str =
 
 
 def _frame_sums(x: torch.Tensor, mask: torch.Tensor, chunk_frames: int) -> torch.Tensor:
-    """Per-frame fp32 sums of masked tokens: x `[B, H, S*P, d]`, mask `[S, P]` -> `[B, H, S, d]`."""
+    """Per-frame sums of masked tokens: x `[B, H, S*P, d]`, mask `[S, P]` -> `[B, H, S, d]`,
+    accumulated in at least fp32 (half-precision inputs are converted chunk by chunk)."""
     b, h, _, d = x.shape
     s, p = mask.shape
-    x = x.view(b, h, s, p, d)
     acc = accumulation_dtype(x.dtype)
+    x = x.view(b, h, s, p, d)
+    weights = mask.to(acc)[:, None, :]  # [S, 1, P]: a row vector per frame, read in place
+    if x.dtype == acc:
+        return (weights @ x)[..., 0, :]
     out = x.new_zeros((b, h, s, d), dtype=acc)
-    weights = mask.to(acc)
     for f0 in range(0, s, chunk_frames):
         f1 = min(s, f0 + chunk_frames)
-        out[:, :, f0:f1] = (x[:, :, f0:f1].to(acc) * weights[f0:f1, :, None]).sum(3)
+        out[:, :, f0:f1] = (weights[f0:f1] @ x[:, :, f0:f1].to(acc))[..., 0, :]
     return out
 
 
@@ -259,6 +262,8 @@ class SGAMixer:
 
         Means are handled as sums: v̄_m = V_m / n_m. The exclude-self switch subtracts the
         query's own key/value from its own column (n_m - 1), a rank-one correction per query.
+        The per-row weights are formed first, then the output is one multiply, one fused
+        multiply-add (diagonal) and one batched matmul (mean columns) per chunk.
         """
         opts = self.opts
         scale = 1.0 / math.sqrt(q.shape[-1])
@@ -271,9 +276,10 @@ class SGAMixer:
         for t0 in range(0, tokens, chunk):
             t1 = min(tokens, t0 + chunk)
             qc = q[:, :, t0:t1].to(acc)
-            m = lse[:, :, t0:t1].to(acc)
+            a = lse[:, :, t0:t1].to(acc)
+            m = a
             if diag_mask is not None:
-                b = (qc * k[:, :, t0:t1].to(acc)).sum(-1) * scale
+                b = torch.linalg.vecdot(qc, k[:, :, t0:t1].to(acc)) * scale
                 b = b.masked_fill(~diag_mask[t0:t1], neg_inf)
                 m = torch.maximum(m, b)
             if mean is not None:
@@ -282,29 +288,39 @@ class SGAMixer:
                 if opts.mean_exclude_self:
                     own = torch.nn.functional.one_hot(mean.column[t0:t1], columns).bool()
                     own &= mean.in_mean[t0:t1, None]
-                    self_logit = (qc * mean.keys[:, :, t0:t1].to(acc)).sum(-1, keepdim=True)
-                    raw = raw - own * self_logit
+                    self_logit = torch.linalg.vecdot(qc, mean.keys[:, :, t0:t1].to(acc))
+                    raw = raw - own * self_logit[..., None]
                     count = count - own.to(acc)
                 c = raw / count * scale
                 if opts.mean_log_count_bias:
                     c = c + torch.log(count)
                 c = c.masked_fill(count <= 0, neg_inf)
                 m = torch.maximum(m, c.amax(-1))
-            alpha = torch.exp(lse[:, :, t0:t1].to(acc) - m)
-            num = alpha[..., None] * out[:, :, t0:t1].to(acc)
-            den = alpha
+            alpha = torch.exp(a - m)
+            den = alpha.clone()
             if diag_mask is not None:
                 beta = torch.exp(b - m)
-                num = num + beta[..., None] * v[:, :, t0:t1].to(acc)
-                den = den + beta
+                den += beta
             if mean is not None:
                 gamma = torch.exp(c - m[..., None])
-                per_sum = gamma / count.clamp_min(1.0)
-                num = num + per_sum @ mean.v_sum
+                den += gamma.sum(-1)
+            # accumulate in place: into the output slice when it already has the accumulation dtype
+            direct = result.dtype == acc
+            merged = result[:, :, t0:t1] if direct else torch.empty_like(qc)
+            torch.mul(out[:, :, t0:t1].to(acc), (alpha / den)[..., None], out=merged)
+            if diag_mask is not None:
+                merged.addcmul_(v[:, :, t0:t1].to(acc), (beta / den)[..., None])
+            if mean is not None:
+                per_sum = gamma / (count.clamp_min(1.0) * den[..., None])
+                if columns == 1:  # an outer product: fused, no temporary
+                    merged.addcmul_(per_sum, mean.v_sum)
+                else:
+                    merged.add_(per_sum @ mean.v_sum)
                 if opts.mean_exclude_self:
-                    num = num - (per_sum * own).sum(-1, keepdim=True) * v[:, :, t0:t1].to(acc)
-                den = den + gamma.sum(-1)
-            result[:, :, t0:t1] = (num / den[..., None]).to(out.dtype)
+                    own_weight = (per_sum * own).sum(-1, keepdim=True)
+                    merged.addcmul_(v[:, :, t0:t1].to(acc), own_weight, value=-1.0)
+            if not direct:
+                result[:, :, t0:t1] = merged
         return result
 
 

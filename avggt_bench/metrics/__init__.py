@@ -1,0 +1,1 @@
+"""Metrics: pure functions on predictions and ground truth, in float64."""

@@ -1,0 +1,49 @@
+"""Micro-benchmarks of single attention layers, recorded beside the end-to-end timings.
+
+`sga_overhead` times one SGA layer (gather + fused kernel + means + diagonal + merge) against a
+plain fused attention over the same, already gathered, kept K/V: the diagonal and mean-fill are
+meant to be cheap, so the ratio should stay close to 1 (the target is at most 1.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from avggt_bench.attention.base import AttentionContext
+from avggt_bench.attention.kernels import sdpa
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.sga import kept_set
+from avggt_bench.timing import time_repeats
+
+
+def sga_overhead(
+    route,
+    layout: TokenLayout,
+    heads: int,
+    head_dim: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Median time of the SGA mixer and of SDPA over the same kept K/V, on random q/k/v."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    shape = (1, heads, layout.num_tokens, head_dim)
+    q, k, v = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+    ks = kept_set(layout, route.options, device)
+    k_kept, v_kept = k[:, :, ks.idx].contiguous(), v[:, :, ks.idx].contiguous()
+    ctx = AttentionContext(layout=layout, k_unrotated=k)
+    with torch.inference_mode():
+        _, sga, _ = time_repeats(lambda: route.mixer(q, k, v, ctx), device, warmup, repeats)
+        _, plain, _ = time_repeats(lambda: sdpa(q, k_kept, v_kept), device, warmup, repeats)
+    return {
+        "route": str(route),
+        "tokens": layout.num_tokens,
+        "kept": ks.num_kept,
+        "sga_s": sga.median_s,
+        "kernel_only_s": plain.median_s,
+        "overhead_ratio": sga.median_s / plain.median_s,
+        "kernel": route.mixer.last_backend,
+    }
