@@ -211,6 +211,7 @@ def write_summary(df: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
             "accuracy is not.",
             "",
         ]
+    table = table.astype(object).where(table.notna(), None)  # blank cells, not "nan"
     lines.append(table.to_markdown(index=False, floatfmt=".4g", missingval=""))
     speed = speedup_table(df)
     if not speed.empty:

@@ -162,3 +162,23 @@ def test_bad_config_value_fails_fast_without_a_record(tmp_path):
     assert out.returncode != 0
     assert "precision='bf17' is not valid; use auto, fp32, bf16, fp16" in out.stderr
     assert not (tmp_path / "records").exists()
+
+
+def test_accelerated_job_records_fidelity_routes_and_sga_overhead(tmp_path):
+    dense = run_job(compose_job(tmp_path, "num_views=3"))
+    fast = run_job(compose_job(tmp_path, "num_views=3", "attention=avggt_4"))
+    assert dense.status == fast.status == "ok", fast.message
+    assert dense.model["is_dense"] and not fast.model["is_dense"]
+    assert "fidelity" not in dense.metrics
+    assert fast.metrics["fidelity_reference"] == "cache"  # written by the dense job
+    assert 0 <= fast.metrics["fidelity"]["pose_auc@30"] <= 100
+    layers = fast.model["route_layers"]
+    assert [r["layers"] for r in layers] == ["0-8", "9-23"]
+    assert layers[1]["kept"] < layers[1]["tokens"] and layers[1]["path"] == "sga"
+    assert fast.timings["sga_layer"]["overhead_ratio"] > 0
+    assert fast.cost["macs"] < dense.cost["macs"]
+    assert fast.model["attention"]["t_early"] == 9  # resolved, no `auto` left
+    # without a cached reference the job computes the dense parent itself
+    again = run_job(compose_job(tmp_path / "other", "num_views=3", "attention=avggt_4"))
+    assert again.metrics["fidelity_reference"] == "computed"
+    assert again.metrics["fidelity"] == fast.metrics["fidelity"]
