@@ -17,26 +17,20 @@ def _interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
+def _centred_span(span: float, n: int, device: torch.device) -> torch.Tensor:
+    """n float32 samples on [-span (n-1)/n, span (n-1)/n], endpoints evaluated left to right."""
+    end = span * (n - 1) / n
+    return torch.linspace(-span * (n - 1) / n, end, steps=n, dtype=torch.float32, device=device)
+
+
 def uv_embedding(
     height: int, width: int, channels: int, aspect: float, device: torch.device
 ) -> torch.Tensor:
     """The sin/cos embedding of a normalised uv grid, `[channels, height, width]` float32 (§9.5)."""
     diag = (aspect**2 + 1.0) ** 0.5
     sx, sy = aspect / diag, 1.0 / diag
-    u = torch.linspace(
-        -sx * (width - 1) / width,
-        sx * (width - 1) / width,
-        steps=width,
-        dtype=torch.float32,
-        device=device,
-    )
-    v = torch.linspace(
-        -sy * (height - 1) / height,
-        sy * (height - 1) / height,
-        steps=height,
-        dtype=torch.float32,
-        device=device,
-    )
+    u = _centred_span(sx, width, device)
+    v = _centred_span(sy, height, device)
     n = channels // 4
     omega = torch.arange(n, dtype=torch.float64, device=device)
     omega = 1.0 / 100 ** (omega / (channels / 4.0))
