@@ -1,8 +1,9 @@
 """`make bench`: run the default sweep for this machine's device, then print the summary.
 
-CUDA available -> `experiment=bench_cuda` (VGGT-1B, bf16, 518x392, up to 800 views);
-otherwise `experiment=bench_cpu` (vggt_small at reduced resolution). Extra arguments are passed
-to the Hydra job, e.g. `python -m avggt_bench.bench num_views=8,16`.
+CUDA available -> `bench_cuda` then `bench_cuda_pi3` (VGGT-1B and π³, bf16, 518x392, up to 800
+views); otherwise `bench_cpu` then `bench_cpu_pi3` (vggt_small and pi3_small at 154x112). Each is
+a Hydra multirun over views and attention variants. Extra arguments are passed to every sweep,
+e.g. `python -m avggt_bench.bench num_views=8,16`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from avggt_bench.records import device_slug
 def main(argv: list[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    experiment = "bench_cuda" if device.type == "cuda" else "bench_cpu"
-    print(f"make bench: device {device_slug(device)} -> experiment={experiment}", flush=True)
-    cmd = [sys.executable, "-m", "avggt_bench.run", f"experiment={experiment}", *extra]
-    sweep = subprocess.run(cmd, cwd=REPO_DIR)
+    base = "bench_cuda" if device.type == "cuda" else "bench_cpu"
+    failed = 0
+    for experiment in (base, f"{base}_pi3"):
+        print(f"make bench: device {device_slug(device)} -> experiment={experiment}", flush=True)
+        cmd = [sys.executable, "-m", "avggt_bench.run", f"experiment={experiment}", *extra]
+        failed |= subprocess.run(cmd, cwd=REPO_DIR).returncode
     out_dir = REPO_DIR / "results" / "bench" / device_slug(device)
     status = report.main([str(out_dir)]) if out_dir.exists() else 1
-    return sweep.returncode or status
+    return failed or status
 
 
 if __name__ == "__main__":

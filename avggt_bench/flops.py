@@ -215,6 +215,35 @@ def vggt_cost(arch, frames: int, h: int, w: int, routes: Sequence[str | RouteSpe
     )
 
 
+def pi3_cost(arch, frames: int, h: int, w: int, routes: Sequence[str | RouteSpec]) -> ModelCost:
+    """MACs of a π³ forward (batch 1): encoder, 36-block decoder, head decoders and heads."""
+    dim, globals_ = arch.dim, arch.depth // 2
+    if len(routes) != globals_:
+        raise ConfigError(f"expected {globals_} routes, got {len(routes)}")
+    layout = TokenLayout(frames=frames, grid=(h, w), num_special=5, reference_frame=False)
+    t, p, hw = layout.num_tokens, layout.tokens_per_frame, h * w
+    layers = [global_layer_cost(r, layout, dim) for r in routes]
+    block = linear_macs(t, dim) + frames * attention_core_macs(p, p, dim)
+    outs = (dim, dim, arch.camera_dim)  # point, conf, camera decoders
+    head_decoders = sum(t * 2 * dim * dim + arch.head_blocks * block + t * dim * o for o in outs)
+    cam = arch.camera_dim
+    camera_head = frames * (hw * 6 * cam * cam + 2 * cam * cam + cam * 12)
+    pixel_heads = frames * hw * dim * (3 + 1) * arch.patch_size**2
+    return ModelCost(
+        components={
+            "patch_embed": dino_macs(arch.dino.embed_dim, arch.dino.depth, frames, h, w),
+            "frame_linear": globals_ * linear_macs(t, dim),
+            "frame_attention": globals_ * frames * attention_core_macs(p, p, dim),
+            "global_linear": sum(g.linear for g in layers),
+            "global_attention": sum(g.attention for g in layers),
+            "global_extra": sum(g.extra for g in layers),
+            "head_decoders": head_decoders,
+            "heads": pixel_heads + camera_head,
+        },
+        global_layers=layers,
+    )
+
+
 def model_cost(model, frames: int, image_hw: tuple[int, int]) -> ModelCost:
     """Cost of `model` (built by `build_model`) for one scene of `frames` views at `image_hw`."""
     patch = model.arch.patch_size
@@ -222,4 +251,6 @@ def model_cost(model, frames: int, image_hw: tuple[int, int]) -> ModelCost:
     routes = [str(r) for r in model.routes]
     if model.family == "vggt":
         return vggt_cost(model.arch, frames, h, w, routes)
+    if model.family == "pi3":
+        return pi3_cost(model.arch, frames, h, w, routes)
     raise ConfigError(f"no cost model for model family {model.family!r}")

@@ -251,7 +251,7 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
 
     sga = next((r for r in model.routes if isinstance(r, SGARoute)), None)
     if sga is not None and sga.describe(layout)["path"] == "sga":
-        attn = model.aggregator.global_blocks[0].attn
+        attn = model.global_block(0).attn
         dtype = images.dtype if precision == "fp32" else PRECISIONS[precision]
         record.timings["sga_layer"] = sga_overhead(
             sga, layout, attn.num_heads, attn.head_dim, device, dtype

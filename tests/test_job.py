@@ -182,3 +182,19 @@ def test_accelerated_job_records_fidelity_routes_and_sga_overhead(tmp_path):
     again = run_job(compose_job(tmp_path / "other", "num_views=3", "attention=avggt_4"))
     assert again.metrics["fidelity_reference"] == "computed"
     assert again.metrics["fidelity"] == fast.metrics["fidelity"]
+
+
+def test_pi3_job_with_api3_and_vggt_resolution(tmp_path):
+    rec = run_job(
+        compose_job(
+            tmp_path,
+            "model=pi3_small",
+            "model.preprocess.mode=crop",
+            "attention=api3_4",
+            "num_views=3",
+        )
+    )
+    assert rec.status == "ok", rec.message
+    assert [r["layers"] for r in rec.model["route_layers"]] == ["0-9", "10-17"]
+    assert rec.input["image_hw"] == [56, 70] and rec.input["tokens_per_frame"] == 25
+    assert rec.metrics["fidelity"]["map_stride"] == 4 and rec.model["family"] == "pi3"

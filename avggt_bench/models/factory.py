@@ -14,6 +14,7 @@ from avggt_bench.attention.config import as_attention_config, resolve_attention
 from avggt_bench.attention.routes import build_route
 from avggt_bench.errors import ConfigError
 from avggt_bench.models.checkpoint import load_checkpoint, random_weights
+from avggt_bench.models.pi3.model import PI3, PI3_SMALL, Pi3
 from avggt_bench.models.vggt.model import VGGT, VGGT_1B, VGGT_SMALL
 from avggt_bench.registry import Registry
 from avggt_bench.testing.weights import fill_recipe_weights
@@ -51,6 +52,33 @@ MODELS.add(
     "VGGT topology at width 384 (DINOv2 ViT-S/14), for CPU work; no official checkpoint",
 )
 
+MODELS.add(
+    "pi3",
+    lambda: ModelPreset(
+        "pi3",
+        "pi3",
+        lambda lean: Pi3(PI3),
+        "yyfz233/Pi3",
+        optional_keys=("image_mean", "image_std"),
+        sdpa_policy="pi3",
+        random_scale=0.02,
+    ),
+    "π³ (yyfz233/Pi3), 36 decoder blocks, 18 global layers",
+)
+MODELS.add(
+    "pi3_small",
+    lambda: ModelPreset(
+        "pi3_small",
+        "pi3",
+        lambda lean: Pi3(PI3_SMALL),
+        None,
+        optional_keys=("image_mean", "image_std"),
+        sdpa_policy="pi3",
+        random_scale=0.02,
+    ),
+    "π³ topology at width 384 (DINOv2 ViT-S/14, 6 heads), for CPU work; no official checkpoint",
+)
+
 OVERRIDES = ("attention", "checkpoint", "memory_lean", "device", "random_scale")
 
 
@@ -78,6 +106,8 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     with torch.device("meta"):
         model = preset.make(memory_lean)
     model = model.to_empty(device="cpu")
+    if hasattr(model, "init_constants"):  # buffers that are constants, not weights
+        model.init_constants()
     if checkpoint:
         weights = load_checkpoint(
             model, str(checkpoint), preset.skip_prefixes, preset.optional_keys

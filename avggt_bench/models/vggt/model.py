@@ -72,6 +72,9 @@ class VGGT(nn.Module):
     def num_global_layers(self) -> int:
         return self.arch.depth
 
+    def global_block(self, g: int) -> nn.Module:
+        return self.aggregator.global_blocks[g]
+
     @property
     def routes(self) -> list[Route]:
         return self.aggregator.routes
