@@ -53,7 +53,7 @@ def save_reference(cache_dir: Path, key: str, ref: Reference) -> None:
 def dense_parent_reference(model: nn.Module, forward: Callable[[], Any]) -> Reference:
     """Run `forward` with every global layer dense, then restore the model's own routes."""
     routes = list(model.routes)
-    model.set_routes(dense_routes(len(routes), model.preset.sdpa_policy))
+    model.set_routes(dense_routes(len(routes), model.sdpa_policy))
     try:
         return Reference.from_predictions(forward())
     finally:

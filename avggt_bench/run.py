@@ -181,6 +181,7 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
             attention=cfg.attention,
             checkpoint=cfg.model.get("checkpoint"),
             memory_lean=cfg.model.get("memory_lean", True),
+            sdpa_policy=cfg.model.get("sdpa_policy", "official"),
             device=str(device),
         )
     record.model = {

@@ -170,3 +170,14 @@ def test_pi3_bad_input(pi3_small):
         run(pi3_small, torch.rand(1, 2, 3, 40, 56))
     with pytest.raises(ConfigError, match="Did you mean 'pi3_small'"):
         build_model("pi3_smal")
+
+
+def test_sdpa_policy_switch_changes_kernels_not_results(pi3_small):
+    fused = build_model("pi3_small", sdpa_policy="default")
+    assert pi3_small.mixer.policy == "pi3" and fused.mixer.policy == "default"
+    assert fused.routes[0].mixer.policy == "default"
+    x = torch.rand(1, 2, 3, 28, 42, generator=torch.Generator().manual_seed(5))
+    a, b = run(pi3_small, x), run(fused, x)
+    torch.testing.assert_close(a["local_points"], b["local_points"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="sdpa_policy='fast'"):
+        build_model("pi3_small", sdpa_policy="fast")

@@ -28,7 +28,7 @@ class ModelPreset:
 
     name: str
     family: str
-    make: Callable[[bool], nn.Module]  # memory_lean -> module
+    make: Callable[[bool, str], nn.Module]  # (memory_lean, sdpa_policy) -> module
     hub_id: str | None
     skip_prefixes: tuple[str, ...] = ()
     optional_keys: tuple[str, ...] = ()
@@ -40,14 +40,18 @@ MODELS: Registry[ModelPreset] = Registry("model preset")
 MODELS.add(
     "vggt",
     lambda: ModelPreset(
-        "vggt", "vggt", lambda lean: VGGT(VGGT_1B, lean), "facebook/VGGT-1B", ("track_head.",)
+        "vggt",
+        "vggt",
+        lambda lean, policy: VGGT(VGGT_1B, lean),
+        "facebook/VGGT-1B",
+        ("track_head.",),
     ),
     "VGGT-1B (facebook/VGGT-1B), 24 global layers",
 )
 MODELS.add(
     "vggt_small",
     lambda: ModelPreset(
-        "vggt_small", "vggt", lambda lean: VGGT(VGGT_SMALL, lean), None, ("track_head.",)
+        "vggt_small", "vggt", lambda lean, policy: VGGT(VGGT_SMALL, lean), None, ("track_head.",)
     ),
     "VGGT topology at width 384 (DINOv2 ViT-S/14), for CPU work; no official checkpoint",
 )
@@ -57,7 +61,7 @@ MODELS.add(
     lambda: ModelPreset(
         "pi3",
         "pi3",
-        lambda lean: Pi3(PI3),
+        lambda lean, policy: Pi3(PI3, policy),
         "yyfz233/Pi3",
         optional_keys=("image_mean", "image_std"),
         sdpa_policy="pi3",
@@ -70,7 +74,7 @@ MODELS.add(
     lambda: ModelPreset(
         "pi3_small",
         "pi3",
-        lambda lean: Pi3(PI3_SMALL),
+        lambda lean, policy: Pi3(PI3_SMALL, policy),
         None,
         optional_keys=("image_mean", "image_std"),
         sdpa_policy="pi3",
@@ -79,7 +83,8 @@ MODELS.add(
     "π³ topology at width 384 (DINOv2 ViT-S/14, 6 heads), for CPU work; no official checkpoint",
 )
 
-OVERRIDES = ("attention", "checkpoint", "memory_lean", "device", "random_scale")
+OVERRIDES = ("attention", "checkpoint", "memory_lean", "device", "random_scale", "sdpa_policy")
+SDPA_SETTINGS = ("official", "default")
 
 
 def build_model(name: str, **overrides: Any) -> nn.Module:
@@ -88,7 +93,9 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     Overrides: `attention` (preset name such as "dense", or a mapping of attention config),
     `checkpoint` (local file or hub id; None = deterministic random weights, recorded as
     `weights: random`), `memory_lean` (default True), `device` (default "cpu"),
-    `random_scale` (std of the random weights).
+    `random_scale` (std of the random weights), `sdpa_policy`: `official` (the model's own SDPA
+    backend policy, bit-faithful; π³ restricts fp32 to the math/efficient kernels) or `default`
+    (PyTorch's choice, i.e. the fused kernels the accelerated routes use: for timing parents).
     The returned module carries `.preset`, `.weights` (WeightsInfo), `.attention_config` and
     `.route_strings` for the record.
     """
@@ -103,8 +110,12 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     checkpoint = overrides.get("checkpoint")
     device = torch.device(overrides.get("device") or "cpu")
 
+    setting = overrides.get("sdpa_policy") or "official"
+    if setting not in SDPA_SETTINGS:
+        raise ConfigError(f"sdpa_policy={setting!r}; valid: {', '.join(SDPA_SETTINGS)}")
+    policy = preset.sdpa_policy if setting == "official" else "default"
     with torch.device("meta"):
-        model = preset.make(memory_lean)
+        model = preset.make(memory_lean, policy)
     model = model.to_empty(device="cpu")
     if hasattr(model, "init_constants"):  # buffers that are constants, not weights
         model.init_constants()
@@ -118,7 +129,7 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
         weights = random_weights(scale)
 
     routes, resolved = resolve_attention(attention, preset.family, model.num_global_layers)
-    model.set_routes([build_route(r, preset.sdpa_policy) for r in routes])
+    model.set_routes([build_route(r, policy) for r in routes])
     model.preset = preset
     model.weights = weights
     model.attention_config = resolved
@@ -132,6 +143,7 @@ def model_info(model: nn.Module) -> dict[str, Any]:
         "preset": model.preset.name,
         "family": model.preset.family,
         "memory_lean": getattr(model, "memory_lean", None),
+        "sdpa_policy": model.sdpa_policy,
         "parameters": sum(p.numel() for p in model.parameters()),
         **model.weights.as_dict(),
     }

@@ -134,11 +134,12 @@ class Pi3(nn.Module):
     family = "pi3"
     num_special = NUM_REGISTERS
 
-    def __init__(self, arch: Pi3Arch = PI3) -> None:
+    def __init__(self, arch: Pi3Arch = PI3, sdpa_policy: str = PI3_POLICY) -> None:
         super().__init__()
         self.arch = arch
         self.memory_lean = None  # only blocks 34 and 35 feed the heads: nothing else is kept
-        self.mixer = DenseMixer(PI3_POLICY)
+        self.sdpa_policy = sdpa_policy
+        self.mixer = DenseMixer(sdpa_policy)
         self.rope = RoPE2D(100.0)
         dim = arch.dim
         self.register_token = nn.Parameter(torch.zeros(1, 1, NUM_REGISTERS, dim))
@@ -165,7 +166,7 @@ class Pi3(nn.Module):
         self.conf_head = LinearPixelHead(dim, 1, arch.patch_size)
         self.camera_decoder = HeadDecoder(*heads, arch.camera_dim, self.rope)
         self.camera_head = CameraHead(arch.camera_dim)
-        self.routes: list[Route] = dense_routes(self.num_global_layers, PI3_POLICY)
+        self.routes: list[Route] = dense_routes(self.num_global_layers, sdpa_policy)
 
     def init_constants(self) -> None:
         """Restore the normalisation buffers (after `to_empty`)."""

@@ -49,6 +49,7 @@ class VGGT(nn.Module):
 
     family = "vggt"
     num_special = NUM_SPECIAL
+    sdpa_policy = "default"  # the official VGGT calls SDPA with PyTorch's default selection
 
     def __init__(self, arch: VGGTArch = VGGT_1B, memory_lean: bool = True) -> None:
         super().__init__()
