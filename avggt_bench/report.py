@@ -172,7 +172,7 @@ def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
     table = cells.pivot_table(
         index=["device", "model", "num_views"], columns="attention", values="cell", aggfunc="last"
     )
-    return table.reset_index()
+    return table.reset_index().fillna("")
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
