@@ -1,8 +1,9 @@
 """`make bench`: run the default sweep for this machine's device, then print the summary.
 
-CUDA available -> `bench_cuda` then `bench_cuda_pi3` (VGGT-1B and π³, bf16, 518x392, up to 800
-views); otherwise `bench_cpu` then `bench_cpu_pi3` (vggt_small and pi3_small at 154x112). Each is
-a Hydra multirun over views and attention variants. Extra arguments are passed to every sweep,
+CUDA available -> the `bench_cuda*` experiments (VGGT-1B and π³, bf16, 518x392, up to 800 views);
+otherwise `bench_cpu*` (vggt_small and pi3_small at 154x112). In order: VGGT dense vs AVGGT, π³
+dense vs Aπ³, the sparse baselines, and VGGT* memory vs storing every layer. Each is a Hydra
+multirun over views and attention variants. Extra arguments are passed to every sweep,
 e.g. `python -m avggt_bench.bench num_views=8,16`.
 """
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = "bench_cuda" if device.type == "cuda" else "bench_cpu"
     failed = 0
-    for experiment in (base, f"{base}_pi3"):
+    for experiment in (base, f"{base}_pi3", f"{base}_baselines", f"{base}_memory"):
         print(f"make bench: device {device_slug(device)} -> experiment={experiment}", flush=True)
         cmd = [sys.executable, "-m", "avggt_bench.run", f"experiment={experiment}", *extra]
         failed |= subprocess.run(cmd, cwd=REPO_DIR).returncode

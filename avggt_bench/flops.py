@@ -46,25 +46,32 @@ class GlobalLayerCost:
         return self.linear + self.attention + self.extra
 
 
-RouteCost = Callable[[RouteSpec, TokenLayout, int], GlobalLayerCost]
+# (spec, layout, width, observed facts of the last forward or None) -> cost
+RouteCost = Callable[..., GlobalLayerCost]
 ROUTE_COSTS: Registry[RouteCost] = Registry("route cost model")
 
 
 @ROUTE_COSTS.register("global")
-def _global_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+def _global_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
     t = layout.num_tokens
     return GlobalLayerCost(str(spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
 
 
 @ROUTE_COSTS.register("frame")
-def _frame_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+def _frame_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
     p = layout.tokens_per_frame
     attn = layout.frames * attention_core_macs(p, p, dim)
     return GlobalLayerCost(str(spec), linear_macs(layout.num_tokens, dim), attn)
 
 
 @ROUTE_COSTS.register("mean")
-def _mean_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+def _mean_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
     t = layout.num_tokens
     if spec.params.get("scope", "global") == "per_frame":
         return GlobalLayerCost(
@@ -76,13 +83,17 @@ def _mean_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCos
 
 
 @ROUTE_COSTS.register("skip")
-def _skip_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+def _skip_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
     mlp = 8 * layout.num_tokens * dim * dim if spec.params.get("part") == "attention" else 0
     return GlobalLayerCost(str(spec), mlp, 0)
 
 
 @ROUTE_COSTS.register("sga")
-def _sga_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+def _sga_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
     from avggt_bench.attention.sga import SGAOptions, kept_set
 
     opts = SGAOptions.from_params(spec.params)
@@ -105,11 +116,54 @@ def _sga_cost(spec: RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost
     )
 
 
-def global_layer_cost(route: str | RouteSpec, layout: TokenLayout, dim: int) -> GlobalLayerCost:
+@ROUTE_COSTS.register("merge")
+def _merge_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
+    from avggt_bench.attention.fastvggt import MergeOptions, reduced_length
+
+    n = reduced_length(layout, MergeOptions.from_params(spec.params))
+    t, length = layout.num_tokens, n["length"]
+    return GlobalLayerCost(
+        str(spec),
+        3 * t * dim * dim + length * dim * dim + 8 * t * dim * dim,  # qkv, proj on L, MLP
+        attention_core_macs(length, length, dim),
+        n["src"] * n["matched_dst"] * dim,  # the bf16 matching
+        n,
+    )
+
+
+@ROUTE_COSTS.register("block_sparse")
+def _block_sparse_cost(
+    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
+    from avggt_bench.attention.block_sparse import BlockSparseOptions, geometry
+
+    opts = BlockSparseOptions.from_params(spec.params)
+    geo = geometry(layout, opts, "cpu")
+    t = layout.num_tokens
+    if observed and "patch_sparsity" in observed:
+        sparsity, source = observed["patch_sparsity"], "realised"
+    else:  # before any forward: the cap rho bounds the sparsity from above
+        sparsity, source = (opts.rho or 0.0), "rho cap (upper bound)"
+    kept_patch_keys = (1.0 - sparsity) * geo.k_patch_blocks * opts.k_block
+    sink_keys = (geo.k_blocks - geo.k_patch_blocks) * opts.k_block  # block-granular
+    attn = attention_core_macs(geo.t_s, t, dim)  # special queries attend densely
+    attn += int(2 * geo.t_p * (kept_patch_keys + sink_keys) * dim)
+    scores = geo.q_blocks * geo.k_patch_blocks * dim
+    info = {"patch_sparsity": sparsity, "sparsity_source": source}
+    return GlobalLayerCost(str(spec), linear_macs(t, dim), attn, scores, info)
+
+
+def global_layer_cost(
+    route: str | RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
+) -> GlobalLayerCost:
+    """MACs of one global layer; `observed` carries data-dependent facts of the last forward
+    (e.g. the realised block sparsity) for routes whose cost depends on the input."""
     spec = parse_route(route)
     if spec.name not in ROUTE_COSTS:
         raise ConfigError(f"the cost model has no entry for route {spec.name!r}")
-    return ROUTE_COSTS.build(spec.name, spec, layout, dim)
+    return ROUTE_COSTS.build(spec.name, spec, layout, dim, observed)
 
 
 def dino_macs(
@@ -188,14 +242,22 @@ class ModelCost:
         }
 
 
-def vggt_cost(arch, frames: int, h: int, w: int, routes: Sequence[str | RouteSpec]) -> ModelCost:
+def vggt_cost(
+    arch,
+    frames: int,
+    h: int,
+    w: int,
+    routes: Sequence[str | RouteSpec],
+    observed: Sequence[dict] | None = None,
+) -> ModelCost:
     """MACs of a VGGT forward (batch 1) for `frames` views on an h x w patch grid."""
     dim, depth = arch.embed_dim, arch.depth
     if len(routes) != depth:
         raise ConfigError(f"expected {depth} routes, got {len(routes)}")
     layout = TokenLayout(frames=frames, grid=(h, w), num_special=5, reference_frame=True)
     p = layout.tokens_per_frame
-    layers = [global_layer_cost(r, layout, dim) for r in routes]
+    seen = observed or [None] * len(routes)
+    layers = [global_layer_cost(r, layout, dim, o) for r, o in zip(routes, seen)]
     head_dim = 2 * dim
     return ModelCost(
         components={
@@ -215,14 +277,22 @@ def vggt_cost(arch, frames: int, h: int, w: int, routes: Sequence[str | RouteSpe
     )
 
 
-def pi3_cost(arch, frames: int, h: int, w: int, routes: Sequence[str | RouteSpec]) -> ModelCost:
+def pi3_cost(
+    arch,
+    frames: int,
+    h: int,
+    w: int,
+    routes: Sequence[str | RouteSpec],
+    observed: Sequence[dict] | None = None,
+) -> ModelCost:
     """MACs of a π³ forward (batch 1): encoder, 36-block decoder, head decoders and heads."""
     dim, globals_ = arch.dim, arch.depth // 2
     if len(routes) != globals_:
         raise ConfigError(f"expected {globals_} routes, got {len(routes)}")
     layout = TokenLayout(frames=frames, grid=(h, w), num_special=5, reference_frame=False)
     t, p, hw = layout.num_tokens, layout.tokens_per_frame, h * w
-    layers = [global_layer_cost(r, layout, dim) for r in routes]
+    seen = observed or [None] * len(routes)
+    layers = [global_layer_cost(r, layout, dim, o) for r, o in zip(routes, seen)]
     block = linear_macs(t, dim) + frames * attention_core_macs(p, p, dim)
     outs = (dim, dim, arch.camera_dim)  # point, conf, camera decoders
     head_decoders = sum(t * 2 * dim * dim + arch.head_blocks * block + t * dim * o for o in outs)
@@ -249,8 +319,10 @@ def model_cost(model, frames: int, image_hw: tuple[int, int]) -> ModelCost:
     patch = model.arch.patch_size
     h, w = image_hw[0] // patch, image_hw[1] // patch
     routes = [str(r) for r in model.routes]
+    layout = TokenLayout(frames, (h, w), model.num_special, model.family == "vggt")
+    observed = [r.describe(layout) for r in model.routes]
     if model.family == "vggt":
-        return vggt_cost(model.arch, frames, h, w, routes)
+        return vggt_cost(model.arch, frames, h, w, routes, observed)
     if model.family == "pi3":
-        return pi3_cost(model.arch, frames, h, w, routes)
+        return pi3_cost(model.arch, frames, h, w, routes, observed)
     raise ConfigError(f"no cost model for model family {model.family!r}")

@@ -47,3 +47,42 @@ def sga_overhead(
         "overhead_ratio": sga.median_s / plain.median_s,
         "kernel": route.mixer.last_backend,
     }
+
+
+def block_sparse_kernels(
+    route,
+    layout: TokenLayout,
+    heads: int,
+    head_dim: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """One block-sparse layer three ways (baselines.md §3.8): the sparse selection through its
+    kernel, every block selected through the same kernel, and dense SDPA (the parent's kernel)."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    shape = (1, heads, layout.num_tokens, head_dim)
+    q, k, v = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+    ctx = AttentionContext(layout=layout)
+    mixer = route.mixer
+    with torch.inference_mode():
+        _, sparse, _ = time_repeats(lambda: mixer(q, k, v, ctx), device, warmup, repeats)
+        realised = dict(mixer.last)
+        mixer.force_dense_blocks = True
+        try:
+            _, same, _ = time_repeats(lambda: mixer(q, k, v, ctx), device, warmup, repeats)
+        finally:
+            mixer.force_dense_blocks = False
+        _, dense, _ = time_repeats(lambda: sdpa(q, k, v), device, warmup, repeats)
+    return {
+        "route": str(route),
+        "tokens": layout.num_tokens,
+        "kernel": realised.get("kernel"),
+        "random_input_sparsity": realised.get("sparsity"),
+        "sparse_s": sparse.median_s,
+        "dense_same_kernel_s": same.median_s,
+        "dense_sdpa_s": dense.median_s,
+        "sparsity_speedup": same.median_s / sparse.median_s,
+        "end_to_end_speedup": dense.median_s / sparse.median_s,
+    }

@@ -53,6 +53,9 @@ SUMMARY_COLUMNS = {
     "predicted_speedup": "speedup (cost model)",
     "speedup_efficiency": "measured / predicted",
     "sga_overhead_ratio": "SGA layer / kernel",
+    "sparsity": "block sparsity",
+    "keep_ratio": "kept tokens (merge)",
+    "bs_kernel_dense_vs_sdpa": "gather kernel dense / SDPA",
     "fid_pose_auc@30": "fidelity AUC@30",
     "fid_depth_rel_diff_median": "fidelity depth rel diff",
 }
@@ -84,7 +87,7 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
         "device": prov.get("device_name", job.get("device")),
         "device_slug": job.get("device"),
         "model": job.get("model"),
-        "attention": job.get("attention"),
+        "attention": _variant(job.get("attention"), rec.get("model", {})),
         "dataset": job.get("dataset"),
         "num_views": job.get("num_views"),
         "precision": job.get("precision"),
@@ -105,11 +108,42 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
         "memory_lean": rec.get("model", {}).get("memory_lean"),
         "macs": macs,
         "sga_overhead_ratio": rec.get("timings", {}).get("sga_layer", {}).get("overhead_ratio"),
+        "sparsity": _mean_route_value(rec, "sparsity"),
+        "keep_ratio": _mean_route_value(rec, "keep_ratio"),
+        "bs_kernel_dense_vs_sdpa": _ratio(
+            rec.get("timings", {}).get("block_sparse_layer", {}),
+            "dense_same_kernel_s",
+            "dense_sdpa_s",
+        ),
         **{f"fid_{k}": v for k, v in rec.get("metrics", {}).get("fidelity", {}).items()},
         "git_sha": (prov.get("git_sha") or "")[:10],
         "finished_at": rec.get("finished_at"),
     }
     return row
+
+
+def _variant(attention: str | None, model: dict[str, Any]) -> str | None:
+    """Name dense VGGT as the literature does: VGGT* keeps only the head layers."""
+    if attention != "dense" or model.get("family") != "vggt":
+        return attention
+    return "dense (VGGT*)" if model.get("memory_lean", True) else "dense (all layers)"
+
+
+def _mean_route_value(rec: dict[str, Any], key: str) -> float | None:
+    """Layer-weighted mean of a per-route fact (realised sparsity, kept-token ratio)."""
+    total, count = 0.0, 0
+    for row in rec.get("model", {}).get("route_layers", []):
+        if row.get(key) is None:
+            continue
+        first, _, last = str(row["layers"]).partition("-")
+        n = int(last or first) - int(first) + 1
+        total += row[key] * n
+        count += n
+    return total / count if count else None
+
+
+def _ratio(d: dict[str, Any], num: str, den: str) -> float | None:
+    return d[num] / d[den] if d.get(num) and d.get(den) else None
 
 
 def load_table(paths: Iterable[Path]) -> pd.DataFrame:

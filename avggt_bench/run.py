@@ -22,13 +22,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.attention.avggt import SGARoute
+from avggt_bench.attention.block_sparse import BlockSparseRoute
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import is_dense, route_table
 from avggt_bench.data.datasets import build_dataset
 from avggt_bench.errors import AvggtError, ConfigError
 from avggt_bench.flops import model_cost
 from avggt_bench.metrics.fidelity import Reference, fidelity
-from avggt_bench.microbench import sga_overhead
+from avggt_bench.microbench import block_sparse_kernels, sga_overhead
 from avggt_bench.models import build_model, model_info
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
 from avggt_bench.parent import (
@@ -51,6 +52,8 @@ from avggt_bench.timing import stopwatch, time_repeats
 log = logging.getLogger("avggt_bench.run")
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# VGGT* as FastVGGT runs it: weights, tokens and stored layers in bf16, no autocast
+WEIGHT_PRECISIONS = {"bf16_weights": torch.bfloat16}
 
 
 def resolve_device(value: str | None) -> torch.device:
@@ -74,14 +77,16 @@ def resolve_precision(value: str | None, device: torch.device) -> str:
     value = "auto" if value in (None, "auto") else str(value)
     if value == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
-    if value not in PRECISIONS:
-        raise ConfigError(f"precision={value!r} is not valid; use auto, {', '.join(PRECISIONS)}")
+    if value not in PRECISIONS and value not in WEIGHT_PRECISIONS:
+        valid = ", ".join([*PRECISIONS, *WEIGHT_PRECISIONS])
+        raise ConfigError(f"precision={value!r} is not valid; use auto, {valid}")
     return value
 
 
 def autocast_context(precision: str, device: torch.device):
-    """bf16/fp16 autocast around the network (the heads disable it themselves); fp32: none."""
-    if precision == "fp32":
+    """bf16/fp16 autocast around the network (the heads disable it themselves); fp32 and the
+    bf16-weights policy: none."""
+    if precision == "fp32" or precision in WEIGHT_PRECISIONS:
         return nullcontext()
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
@@ -189,9 +194,13 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         "routes": model.route_strings,
         "attention": model.attention_config,
     }
+    if precision in WEIGHT_PRECISIONS:
+        if model.family != "vggt":
+            raise ConfigError(f"precision={precision} (VGGT*) is defined for VGGT models only")
+        model.to(WEIGHT_PRECISIONS[precision])
     with stopwatch(device) as t_pre:
         pre = preprocess(scene.images, pre_cfg)
-        images = pre.images.to(device)
+        images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
     height, width = images.shape[-2:]
     patch = model.arch.patch_size
     record.input = {
@@ -203,7 +212,6 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         "tokens_per_frame": model.num_special + (height // patch) * (width // patch),
         "preprocess": pre_cfg.__dict__,
     }
-    record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
 
     def forward() -> Any:
         with torch.inference_mode(), autocast_context(precision, device):
@@ -219,8 +227,6 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         "forward": stats.as_dict(),
     }
     record.memory = memory.as_dict()
-    median = stats.median_s
-    record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
     layout = TokenLayout(
         scene.num_views,
         (height // patch, width // patch),
@@ -228,6 +234,10 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         model.family == "vggt",
     )
     record.model["route_layers"] = route_table(model.routes, layout)
+    # after the forward: data-dependent routes (block-sparse) report their realised sparsity
+    record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
+    median = stats.median_s
+    record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
     record.model["is_dense"] = is_dense(model.routes)
 
     with stopwatch(device) as t_fid:
@@ -250,13 +260,15 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
     record.timings["fidelity_s"] = t_fid["s"]
     record.timings["metrics_s"] = 0.0
 
+    attn = model.global_block(0).attn
+    dtype = PRECISIONS.get(precision, images.dtype)
+    shape = (layout, attn.num_heads, attn.head_dim, device, dtype)
     sga = next((r for r in model.routes if isinstance(r, SGARoute)), None)
     if sga is not None and sga.describe(layout)["path"] == "sga":
-        attn = model.global_block(0).attn
-        dtype = images.dtype if precision == "fp32" else PRECISIONS[precision]
-        record.timings["sga_layer"] = sga_overhead(
-            sga, layout, attn.num_heads, attn.head_dim, device, dtype
-        )
+        record.timings["sga_layer"] = sga_overhead(sga, *shape)
+    sparse = next((r for r in model.routes if isinstance(r, BlockSparseRoute)), None)
+    if sparse is not None:
+        record.timings["block_sparse_layer"] = block_sparse_kernels(sparse, *shape)
 
 
 def _log_summary(record: Record, path: Path) -> None:

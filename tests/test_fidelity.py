@@ -94,3 +94,12 @@ def test_speedups_pair_each_variant_with_its_own_dense_parent():
     assert pd.isna(out.iloc[3]["speedup"]) and pd.isna(out.iloc[4]["speedup"])
     table = speedup_table(out)
     assert table.loc[0, "avggt_9"] == "2.00x (2.50x, 80%)"
+
+
+def test_dense_vggt_is_named_vggt_star_when_lean():
+    from avggt_bench.report import _variant
+
+    assert _variant("dense", {"family": "vggt", "memory_lean": True}) == "dense (VGGT*)"
+    assert _variant("dense", {"family": "vggt", "memory_lean": False}) == "dense (all layers)"
+    assert _variant("dense", {"family": "pi3", "memory_lean": None}) == "dense"
+    assert _variant("avggt_9", {"family": "vggt", "memory_lean": True}) == "avggt_9"

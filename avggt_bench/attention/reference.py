@@ -67,3 +67,54 @@ def sga_reference(
         scores = (q[:, :, i : i + 1] @ key_list.transpose(-1, -2)) * scale
         out[:, :, i : i + 1] = torch.softmax(scores, dim=-1) @ value_list
     return out
+
+
+def merge_reference(
+    x: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dst_slots: list[set[int]],
+    protected: list[int],
+    merge_ratio: float,
+) -> torch.Tensor:
+    """FastVGGT merge -> attention -> unmerge with explicit per-token loops (one scene).
+
+    `x` `[T, C]` is the similarity metric, q/k/v `[H, T, d]`; `dst_slots[f]` the dst token indices
+    of frame f; `protected` the protected token indices. Returns `[H, T, d]`, before `proj`.
+    """
+    tokens = x.shape[0]
+    dst = sorted(set().union(*dst_slots))
+    src = [t for t in range(tokens) if t not in set(dst)]
+    unit = [x[t] / x[t].norm() for t in range(tokens)]
+    best, arg = {}, {}
+    for s_tok in src:
+        sims = [float((unit[s_tok].bfloat16() * unit[d].bfloat16()).float().sum()) for d in dst]
+        top = max(range(len(dst)), key=lambda i: (sims[i], -i))
+        best[s_tok], arg[s_tok] = sims[top], top
+    order = sorted(src, key=lambda s_tok: (-best[s_tok], s_tok))
+    r = min(int(tokens * merge_ratio), len(src))
+    valid = [s_tok for s_tok in order if s_tok not in set(protected)]
+    merged, unmerged = valid[:r], valid[r:]
+    groups = {i: [dst[i]] for i in range(len(dst))}
+    for s_tok in merged:
+        groups[arg[s_tok]].append(s_tok)
+
+    def reduce(y):
+        rows = [y[:, t] for t in unmerged]
+        rows += [torch.stack([y[:, t] for t in groups[i]]).mean(0) for i in range(len(dst))]
+        rows += [y[:, t] for t in sorted(protected)]
+        return torch.stack(rows, dim=1)
+
+    out_red = softmax_attention(reduce(q), reduce(k), reduce(v))
+    out = torch.empty_like(q)
+    n_u, n_d = len(unmerged), len(dst)
+    for i, t in enumerate(dst):
+        out[:, t] = out_red[:, n_u + i]
+    for i, t in enumerate(unmerged):
+        out[:, t] = out_red[:, i]
+    for s_tok in merged:
+        out[:, s_tok] = out_red[:, n_u + arg[s_tok]]
+    for i, t in enumerate(sorted(protected)):
+        out[:, t] = out_red[:, n_u + n_d + i]
+    return out

@@ -89,8 +89,12 @@ class Aggregator(nn.Module):
         h, w = height // self.patch_size, width // self.patch_size
         keep = set(range(self.depth)) if keep is None else set(keep)
 
-        mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 1, 3, 1, 1)
+        # constants in float32 (the official buffers); cast only for bf16-weight runs (VGGT*)
+        const = dict(device=images.device, dtype=torch.promote_types(images.dtype, torch.float32))
+        if images.dtype == torch.bfloat16:
+            const["dtype"] = torch.bfloat16
+        mean = torch.tensor(IMAGENET_MEAN, **const).view(1, 1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, **const).view(1, 1, 3, 1, 1)
         x = ((images - mean) / std).reshape(batch * frames, 3, height, width)
         patches = self.patch_embed(x)
         tokens = torch.cat(

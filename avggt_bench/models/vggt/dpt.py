@@ -175,11 +175,13 @@ class DPTHead(nn.Module):
             x = self.norm(x.reshape(batch * frames, -1, x.shape[-1]))
             x = x.permute(0, 2, 1).reshape(x.shape[0], x.shape[-1], h, w)
             x = self.projects[j](x)
-            x = x + 0.1 * uv_embedding(h, w, x.shape[1], aspect, x.device)[None]
+            x = x + (0.1 * uv_embedding(h, w, x.shape[1], aspect, x.device)[None]).to(x.dtype)
             levels.append(self.resize_layers[j](x))
         out = self.scratch.fuse(levels)
         out = _interpolate(out, (int(h * self.patch_size), int(w * self.patch_size)))
-        out = out + 0.1 * uv_embedding(height, width, out.shape[1], aspect, out.device)[None]
+        out = out + (0.1 * uv_embedding(height, width, out.shape[1], aspect, out.device)[None]).to(
+            out.dtype
+        )
         values, conf = _activate(self.scratch.output_conv2(out), self.activation)
         return (
             values.view(batch, frames, *values.shape[1:]),
