@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "avggt_bench.run", f"experiment={experiment}", *extra]
         failed |= subprocess.run(cmd, cwd=REPO_DIR).returncode
     out_dir = REPO_DIR / "results" / "bench" / device_slug(device)
-    status = report.main([str(out_dir)]) if out_dir.exists() else 1
+    status = report.main([str(out_dir)]) if out_dir.exists() else 1  # tables, plots, comparison
     return failed or status
 
 

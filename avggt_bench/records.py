@@ -43,6 +43,8 @@ class Record:
     config: dict[str, Any]
     status: str = "error"
     message: str | None = None
+    stage: str | None = None  # the stage that was running when the job failed
+    series_hash: str | None = None  # the config hash without the view count (OOM skips)
     started_at: str = field(default_factory=now_iso)
     finished_at: str | None = None
     model: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +96,21 @@ def write_record(record: Record, path: Path) -> Path:
 def read_record(path: Path) -> dict[str, Any]:
     with path.open() as f:
         return json.load(f)
+
+
+def find_records(folder: Path, **match: Any) -> list[dict[str, Any]]:
+    """Readable records in `folder` whose top-level fields equal `match` (unreadable ones skip)."""
+    found = []
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.json")):
+        try:
+            rec = read_record(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and all(rec.get(k) == v for k, v in match.items()):
+            found.append(rec)
+    return found
 
 
 def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:

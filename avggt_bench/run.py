@@ -11,6 +11,7 @@ non-zero for a single failed run, while a multirun sweep goes on.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from contextlib import nullcontext
@@ -28,6 +29,7 @@ from avggt_bench.attention.routes import is_dense, route_table
 from avggt_bench.data.datasets import build_dataset
 from avggt_bench.errors import AvggtError, ConfigError
 from avggt_bench.flops import model_cost
+from avggt_bench.loggers import log_record
 from avggt_bench.metrics.fidelity import Reference, fidelity
 from avggt_bench.microbench import block_sparse_kernels, sga_overhead
 from avggt_bench.models import build_model, model_info
@@ -43,8 +45,10 @@ from avggt_bench.records import (
     Record,
     config_hash,
     device_slug,
+    find_records,
     now_iso,
     provenance,
+    read_record,
     write_record,
 )
 from avggt_bench.timing import stopwatch, time_repeats
@@ -127,13 +131,19 @@ def _overrides() -> list[str]:
 
 
 def run_job(cfg: DictConfig) -> Record:
-    """Run one job and write its record; never raises for failures inside the job."""
+    """Run one job and write its record; never raises for failures inside the job.
+
+    With `resume` (default) a job whose record exists with status ok and the same config hash is
+    not recomputed; after an out-of-memory failure at N views, the same configuration at more
+    views is recorded as skipped instead of tried.
+    """
     device = resolve_device(cfg.get("device"))
     precision = resolve_precision(cfg.get("precision"), device)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     identity = job_identity(cfg, device, precision)
     digest = config_hash(identity)
+    series = config_hash({k: v for k, v in identity.items() if k != "num_views"})
     job = {
         "model": cfg.model.name,
         "attention": cfg.attention.get("name", "custom"),
@@ -145,31 +155,105 @@ def run_job(cfg: DictConfig) -> Record:
         "overrides": _overrides(),
     }
     run_id = f"{job['model']}-{job['attention']}-{job['dataset']}-v{job['num_views']}-{digest[:10]}"
+    path = Path(cfg.record.dir) / f"{run_id}.json"
+    if cfg.get("resume", True):
+        done = _existing_ok(path, digest)
+        if done is not None:
+            log.info(
+                "%s: ok record exists, not recomputed (resume=false reruns) -> %s", run_id, path
+            )
+            return done
     record = Record(
         run_id=run_id,
         config_hash=digest,
+        series_hash=series,
         job=job,
         config=OmegaConf.to_container(cfg, resolve=True),
         provenance={**provenance(device), "seed": int(cfg.seed), "precision": precision},
     )
+    oom = _oom_below(Path(cfg.record.dir), series, job["num_views"])
+    if oom is not None:
+        record.status, record.message = "skipped", f"skipped (oom at {oom} views)"
+        record.finished_at = now_iso()
+        write_record(record, path)
+        _log_summary(record, path)
+        return record
     torch.manual_seed(int(cfg.seed))
     try:
         _execute(cfg, device, precision, record)
-        record.status = "ok"
+        record.status, record.stage = "ok", None
     except torch.OutOfMemoryError as exc:
         record.status, record.message = "oom", f"out of memory: {str(exc).splitlines()[0]}"
+    except MemoryError as exc:
+        record.status, record.message = "oom", f"out of memory (host): {exc}"
     except AvggtError as exc:
         record.status, record.message = "error", f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # unexpected: keep the traceback in the record
-        record.status = "error"
-        record.message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    except Exception as exc:
+        if is_cpu_oom(exc):
+            record.status, record.message = "oom", f"out of memory (CPU): {str(exc)[:300]}"
+        else:  # unexpected: keep the traceback in the record
+            record.status = "error"
+            record.message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:
         record.finished_at = now_iso()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    path = write_record(record, Path(cfg.record.dir) / f"{run_id}.json")
+    write_record(record, path)
     _log_summary(record, path)
+    _send_to_logger(cfg, record)
     return record
+
+
+def _send_to_logger(cfg: DictConfig, record: Record) -> None:
+    """The record is already safe on disk; a logger failure is reported, never fatal."""
+    logger = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None
+    try:
+        log_record(logger, record, group=_sweep_group())
+    except Exception as exc:
+        log.error("logger %s failed for %s: %s", (logger or {}).get("name"), record.run_id, exc)
+
+
+def _sweep_group() -> str | None:
+    """The sweep a job belongs to (for grouping runs): set by the subprocess launcher, else
+    the multirun folder's name."""
+    if os.environ.get("AVGGT_SWEEP_GROUP"):
+        return os.environ["AVGGT_SWEEP_GROUP"]
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else None
+    except ValueError:
+        return None
+
+
+def is_cpu_oom(exc: BaseException) -> bool:
+    """PyTorch's CPU allocator reports exhaustion as a RuntimeError."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "DefaultCPUAllocator: can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+def _existing_ok(path: Path, digest: str) -> Record | None:
+    try:
+        rec = read_record(path)
+    except (OSError, ValueError):
+        return None
+    if rec.get("status") != "ok" or rec.get("config_hash") != digest:
+        return None
+    keep = {k: rec[k] for k in Record.__dataclass_fields__ if k in rec}
+    return Record(**keep)
+
+
+def _oom_below(folder: Path, series: str, views: int) -> int | None:
+    """The smallest view count of the same configuration that ran out of memory, if <= views."""
+    sizes = [
+        r["job"]["num_views"]
+        for r in find_records(folder, series_hash=series, status="oom")
+        if r.get("job", {}).get("num_views", views + 1) <= views
+    ]
+    return min(sizes) if sizes else None
 
 
 def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Record) -> None:
@@ -178,8 +262,10 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         raise ConfigError(f"num_views={num_views}: a scene needs at least one view")
     pre_cfg = PreprocessConfig(**OmegaConf.to_container(cfg.model.preprocess, resolve=True))
 
+    record.stage = "load"
     with stopwatch() as t_load:
         scene = build_dataset(cfg.dataset).load_views(num_views)
+    record.stage = "build"
     with stopwatch() as t_build:
         model = build_model(
             cfg.model.name,
@@ -198,6 +284,7 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         if model.family != "vggt":
             raise ConfigError(f"precision={precision} (VGGT*) is defined for VGGT models only")
         model.to(WEIGHT_PRECISIONS[precision])
+    record.stage = "preprocess"
     with stopwatch(device) as t_pre:
         pre = preprocess(scene.images, pre_cfg)
         images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
@@ -213,10 +300,15 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         "preprocess": pre_cfg.__dict__,
     }
 
+    simulate_oom = (cfg.get("debug") or {}).get("simulate_oom_from_views")
+
     def forward() -> Any:
+        if simulate_oom is not None and scene.num_views >= int(simulate_oom):
+            raise torch.OutOfMemoryError(f"simulated out of memory at {scene.num_views} views")
         with torch.inference_mode(), autocast_context(precision, device):
             return model(images)
 
+    record.stage = "forward"
     pred, stats, memory = time_repeats(
         forward, device, int(cfg.timing.warmup), int(cfg.timing.repeats)
     )
@@ -240,6 +332,7 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
     record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
     record.model["is_dense"] = is_dense(model.routes)
 
+    record.stage = "fidelity"
     with stopwatch(device) as t_fid:
         key = reference_key(
             model,
@@ -260,6 +353,7 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
     record.timings["fidelity_s"] = t_fid["s"]
     record.timings["metrics_s"] = 0.0
 
+    record.stage = "layer_microbenchmark"
     attn = model.global_block(0).attn
     dtype = PRECISIONS.get(precision, images.dtype)
     shape = (layout, attn.num_heads, attn.head_dim, device, dtype)
@@ -283,7 +377,8 @@ def _log_summary(record: Record, path: Path) -> None:
             path,
         )
     else:
-        log.error("%s: %s: %s -> %s", record.run_id, record.status, record.message, path)
+        where = f" (stage {record.stage})" if record.stage else ""
+        log.error("%s: %s%s: %s -> %s", record.run_id, record.status, where, record.message, path)
 
 
 def _is_multirun() -> bool:

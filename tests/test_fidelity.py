@@ -97,7 +97,7 @@ def test_speedups_pair_each_variant_with_its_own_dense_parent():
 
 
 def test_dense_vggt_is_named_vggt_star_when_lean():
-    from avggt_bench.report import _variant
+    from avggt_bench.report.tables import _variant
 
     assert _variant("dense", {"family": "vggt", "memory_lean": True}) == "dense (VGGT*)"
     assert _variant("dense", {"family": "vggt", "memory_lean": False}) == "dense (all layers)"

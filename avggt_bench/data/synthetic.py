@@ -21,7 +21,6 @@ y = `FLOOR_Y`. Extrinsics are world-to-camera `[R | t]` with OpenCV camera axes.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
+from avggt_bench.progress import progress
 
 __all__ = [
     "FLOOR_Y",
@@ -619,14 +619,8 @@ def render_scene(cfg: SyntheticConfig) -> Scene:
     depth = torch.empty(s_views, height, width, dtype=torch.float32)
     valid = torch.empty(s_views, height, width, dtype=torch.bool)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=s_views,
-        desc="rendering synthetic views",
-        unit="view",
-        file=sys.stderr,
-        disable=s_views < PROGRESS_MIN_VIEWS,
+    bar = progress(
+        total=s_views, desc="rendering synthetic views", unit="view", min_items=PROGRESS_MIN_VIEWS
     )
     try:
         for start in range(0, s_views, _CHUNK_FRAMES):

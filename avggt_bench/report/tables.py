@@ -1,13 +1,11 @@
-"""Records -> tables: one long pandas table, then markdown and CSV summaries.
+"""Records -> one long pandas table (a row per record), speedups and summary tables.
 
-    python -m avggt_bench.report results/bench/cpu     # writes summary.md / summary.csv there
-
-Reports are derived from the JSON records and never edited by hand.
+Every file found is accounted for: records that cannot be used (half-written, another schema,
+not a record) are listed in the ingest notes with the reason, never dropped silently.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Iterable
@@ -17,6 +15,9 @@ from typing import Any
 import pandas as pd
 
 from avggt_bench.records import SCHEMA_VERSION
+
+# schema version -> function upgrading a record dict to the current schema (none needed yet)
+CONVERTERS: dict[int, Any] = {}
 
 log = logging.getLogger(__name__)
 
@@ -146,28 +147,52 @@ def _ratio(d: dict[str, Any], num: str, den: str) -> float | None:
     return d[num] / d[den] if d.get(num) and d.get(den) else None
 
 
-def load_table(paths: Iterable[Path]) -> pd.DataFrame:
-    """The long table of every readable record under `paths`; unreadable files are reported."""
-    rows = []
+def load_table(paths: Iterable[Path]) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """The long table of every usable record under `paths`, and a note for every file that was
+    converted or ignored (with the reason)."""
+    rows, notes = [], []
     for path in find_records(paths):
         try:
             rec = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            log.warning("ignored %s: not a readable record (%s)", path, exc)
+            notes.append(_note(path, "ignored", f"not readable JSON (half-written?): {exc}"))
             continue
-        if not isinstance(rec, dict) or "run_id" not in rec:
-            log.warning("ignored %s: not a job record", path)
+        if not isinstance(rec, dict) or "run_id" not in rec or "job" not in rec:
+            notes.append(_note(path, "ignored", "not a job record"))
             continue
-        if rec.get("schema_version") != SCHEMA_VERSION:
-            log.warning("ignored %s: schema version %s", path, rec.get("schema_version"))
-            continue
+        version = rec.get("schema_version")
+        if version != SCHEMA_VERSION:
+            if version in CONVERTERS:
+                rec = CONVERTERS[version](rec)
+                notes.append(_note(path, "converted", f"schema {version} -> {SCHEMA_VERSION}"))
+            else:
+                why = "newer" if isinstance(version, int) and version > SCHEMA_VERSION else "older"
+                notes.append(
+                    _note(path, "ignored", f"schema version {version} ({why}, no converter)")
+                )
+                continue
         rows.append({**flatten(rec), "path": str(path)})
     df = pd.DataFrame(rows)
     if not df.empty:
         df["_order"] = ~df["is_dense"].fillna(False).astype(bool)  # dense parent first
         df = df.sort_values(["device", "model", "num_views", "_order", "attention"], kind="stable")
         df = df.drop(columns="_order")
-    return df.reset_index(drop=True)
+        devices = sorted(df["device"].dropna().unique())
+        if len(devices) > 1:
+            notes.append(
+                _note(
+                    Path("."),
+                    "separated",
+                    f"{len(devices)} devices ({', '.join(devices)}): tables and speedups are "
+                    "per device; a speedup never pairs records of different devices",
+                )
+            )
+    return df.reset_index(drop=True), notes
+
+
+def _note(path: Path, action: str, reason: str) -> dict[str, str]:
+    log.warning("%s %s: %s", action, path, reason)
+    return {"path": str(path), "action": action, "reason": reason}
 
 
 def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
@@ -213,80 +238,3 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
     out = df[cols].rename(columns=SUMMARY_COLUMNS)
     return out
-
-
-def write_summary(df: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
-    """Write `summary.md` and `summary.csv` (all columns of the long table) to `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df = add_speedups(df)
-    md_path, csv_path = out_dir / "summary.md", out_dir / "summary.csv"
-    df.drop(columns=["path"], errors="ignore").to_csv(csv_path, index=False)
-    table = summary_table(df)
-    # columns with one value for every row move to the header: tables people can read
-    common = {
-        c: table[c].iloc[0]
-        for c in table.columns
-        if len(table) > 1 and table[c].nunique(dropna=False) == 1
-    }
-    table = table.drop(columns=[c for c in common if c not in ("views", "attention")])
-    random = (df["weights"] == "random").any() if "weights" in df else False
-    lines = [
-        "# Benchmark summary",
-        "",
-        f"Generated by `python -m avggt_bench.report` from {len(df)} records; do not edit by hand.",
-        "",
-    ]
-    shown = {k: v for k, v in common.items() if k not in ("views", "attention")}
-    if shown:
-        lines += ["Common to every row: " + "; ".join(f"{k}: {v}" for k, v in shown.items()), ""]
-    if random:
-        lines += [
-            "Weights: **random** (no checkpoint). Timings and memory are meaningful; "
-            "accuracy is not.",
-            "",
-        ]
-    table = table.astype(object).where(table.notna(), None)  # blank cells, not "nan"
-    lines.append(table.to_markdown(index=False, floatfmt=".4g", missingval=""))
-    speed = speedup_table(df)
-    if not speed.empty:
-        lines += [
-            "",
-            "## Speedup over the dense parent",
-            "",
-            "Measured in the same results (same device, precision, kernels, input); in brackets "
-            "the cost model's MAC ratio and the share of it that was realised.",
-            "",
-            speed.to_markdown(index=False),
-        ]
-    md_path.write_text("\n".join(lines) + "\n")
-    return md_path, csv_path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "paths", nargs="+", type=Path, help="record files or folders (searched recursively)"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: the first path)"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    missing = [p for p in args.paths if not p.exists()]
-    if missing:
-        parser.error(f"not found: {', '.join(map(str, missing))}")
-    df = load_table(args.paths)
-    if df.empty:
-        log.error("no records found under %s", ", ".join(map(str, args.paths)))
-        return 1
-    out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
-    md, csv = write_summary(df, out)
-    print(md.read_text())
-    print(f"wrote {md} and {csv}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

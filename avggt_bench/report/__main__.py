@@ -1,0 +1,3 @@
+from avggt_bench.report import main
+
+raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Sweeps that survive: OOM as a result, skips after an OOM, resume, isolation, loggers, report."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avggt_bench import report
+from avggt_bench.paths import REPO_DIR
+
+TINY = [
+    "model=vggt_small",
+    "dataset.width=70",
+    "dataset.height=56",
+    "model.preprocess.size=70",
+    "timing.warmup=0",
+    "timing.repeats=1",
+]
+
+
+def sweep(tmp_path: Path, *args: str, launcher: str = "subprocess") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "HF_HUB_OFFLINE": "1", "AVGGT_QUIET": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "avggt_bench.run",
+        "-m",
+        f"hydra/launcher={launcher}",
+        *TINY,
+        f"paths.root={tmp_path}",
+        f"record.dir={tmp_path}/records",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        *args,
+    ]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def by_views(folder: Path) -> dict[int, dict]:
+    recs = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    return {r["job"]["num_views"]: r for r in recs}
+
+
+def test_oom_is_a_result_larger_views_are_skipped_and_rerun_computes_nothing(tmp_path):
+    out = sweep(tmp_path, "num_views=1,2,3", "debug.simulate_oom_from_views=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = by_views(tmp_path / "records")
+    assert recs[1]["status"] == "ok"
+    assert recs[2]["status"] == "oom" and recs[2]["stage"] == "forward"
+    assert "simulated out of memory at 2 views" in recs[2]["message"]
+    assert recs[3]["status"] == "skipped" and recs[3]["message"] == "skipped (oom at 2 views)"
+    assert report.main([str(tmp_path / "records")]) == 0
+    summary = (tmp_path / "records" / "summary.md").read_text()
+    assert "oom" in summary and "skipped" in summary
+    assert (tmp_path / "records" / "summary.tex").exists()
+    assert list((tmp_path / "records" / "plots").glob("*.png"))
+
+    stamp = {v: r["finished_at"] for v, r in recs.items()}
+    again = sweep(tmp_path, "num_views=1,2,3", "debug.simulate_oom_from_views=2")
+    assert again.returncode == 0
+    assert "not recomputed" in again.stderr + again.stdout
+    assert by_views(tmp_path / "records")[1]["finished_at"] == stamp[1]  # the ok job is kept
+    rerun = sweep(tmp_path, "num_views=1", "resume=false")
+    assert rerun.returncode == 0
+    assert by_views(tmp_path / "records")[1]["finished_at"] >= stamp[1]
+    assert "not recomputed" not in rerun.stderr + rerun.stdout
+
+
+def test_each_sweep_job_runs_in_its_own_process(tmp_path):
+    out = sweep(tmp_path, "num_views=1,2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "each in its own process" in out.stderr + out.stdout
+    recs = by_views(tmp_path / "records")
+    assert {r["provenance"]["hostname"] for r in recs.values()}  # written by the child jobs
+    assert all(r["status"] == "ok" for r in recs.values())
+
+
+def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
+    out = sweep(tmp_path, "num_views=1,2", launcher="submitit_local")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(by_views(tmp_path / "records")) == [1, 2]
+
+
+def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from avggt_bench.paths import config_dir
+    from avggt_bench.run import run_job
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                *TINY,
+                "num_views=2",
+                "logger=wandb",
+                f"paths.root={tmp_path}",
+                f"record.dir={tmp_path}/records",
+            ],
+        )
+    rec = run_job(cfg)
+    assert rec.status == "ok"
+    from wandb_log import summary as read_summary
+
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    summary = read_summary(runs[0])
+    assert summary["status"] == "ok" and summary["num_views"] == 2
+    assert summary["forward/median_s"] == pytest.approx(rec.timings["forward"]["median_s"])
+    assert summary["cost/macs"] == rec.cost["macs"]
+
+
+def test_report_says_what_it_did_with_odd_records(tmp_path):
+    good = json.loads(
+        next((REPO_DIR / "results" / "bench" / "cpu" / "records").glob("*.json")).read_text()
+    )
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.json").write_text(json.dumps(good))
+    other = {**good, "provenance": {**good["provenance"], "device_name": "GPU X"}}
+    other["job"] = {**good["job"], "device": "cuda-x"}
+    (folder / "other_device.json").write_text(json.dumps(other))
+    (folder / "old.json").write_text(json.dumps({**good, "schema_version": 0}))
+    (folder / "half.json").write_text(json.dumps(good)[:200])
+    (folder / "notes.json").write_text(json.dumps({"hello": 1}))
+    df, notes = report.load_table([folder])
+    assert len(df) == 2
+    reasons = {Path(n["path"]).name: (n["action"], n["reason"]) for n in notes}
+    assert reasons["half.json"][0] == "ignored" and "half-written" in reasons["half.json"][1]
+    assert reasons["old.json"] == ("ignored", "schema version 0 (older, no converter)")
+    assert reasons["notes.json"] == ("ignored", "not a job record")
+    assert any(n["action"] == "separated" for n in notes)
+    paths = report.write_report(df, notes, tmp_path / "out")
+    text = paths["markdown"].read_text()
+    assert "## GPU X" in text and "Records not used as they are" in text
