@@ -287,6 +287,7 @@ def test_many_objects_fit() -> None:
     assert len(sc.meta["objects"]) == MAX_OBJECTS
 
 
+@pytest.mark.slow
 def test_full_size_timing() -> None:
     """Quick timing print for 64 full-size views (not an assertion on speed)."""
     t0 = time.perf_counter()

@@ -1,14 +1,21 @@
-"""Dataset front end: `build_dataset(cfg)` turns a `dataset=` config into a loader.
+"""Dataset front end: the loader registry, `get_dataset(name, root)` and `build_dataset(cfg)`.
 
-Every loader has `sequences()` (ids), `load(sequence, frame_ids=None) -> Scene`, and
-`load_views(num_views)` (the job's entry: the protocol's default sequence with `num_views` views).
+Every loader has `sequences()` (ids) and `load(sequence, frame_ids=None) -> Scene` (`frame_ids`
+are positions in the sequence's native frame list). Loaders of real datasets are registered
+lazily (their module is imported on first use). `build_dataset` turns a `dataset=` config into
+either a plain loader (configs without a `task`, e.g. `synthetic`, `folder`) or, for protocol
+presets, a `ProtocolDataset` that iterates the preset's scenes; both have `load_views(n)`, the
+job's entry point.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -16,9 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.data.images import load_images, size_mismatch_message
 from avggt_bench.data.scene import Scene
-from avggt_bench.data.synthetic import SyntheticConfig, render_scene
+from avggt_bench.data.synthetic import TRAJECTORIES, SyntheticConfig, render_scene
 from avggt_bench.errors import ConfigError, DataError
 from avggt_bench.registry import Registry
+
+__all__ = [
+    "DATASETS",
+    "LOADERS",
+    "Dataset",
+    "FolderDataset",
+    "SyntheticDataset",
+    "build_dataset",
+    "get_dataset",
+    "loader_class",
+]
 
 
 class Dataset(Protocol):
@@ -33,32 +51,179 @@ class Dataset(Protocol):
 
 DATASETS: Registry[Any] = Registry("dataset")
 
+LOADERS: dict[str, tuple[str, str, str]] = {
+    # name: (module, class, description)
+    "co3d": ("co3d", "Co3dLoader", "CO3Dv2, pose-evaluation annotations (relative pose)"),
+    "re10k": ("re10k", "Re10kLoader", "RealEstate10K camera files + extracted frames"),
+    "eth3d": ("eth3d", "Eth3dLoader", "ETH3D high-res multi-view DSLR training scenes"),
+    "7scenes": ("seven_scenes", "SevenScenesLoader", "7-Scenes RGB-D, registered depth"),
+    "nrgbd": ("nrgbd", "NrgbdLoader", "Neural RGB-D synthetic scenes"),
+    "dtu": ("dtu", "DtuLoader", "DTU MVS test scans (Spann3R preparation)"),
+    "scannet": ("scannet", "ScannetLoader", "ScanNet v2 SensReader export"),
+    "tum": ("tum", "TumLoader", "TUM RGB-D dynamic-object sequences"),
+    "sintel": ("sintel", "SintelLoader", "MPI Sintel training sequences"),
+}
+
+
+def loader_class(name: str) -> type:
+    """The loader class registered as `name` (importing its module on first use)."""
+    if name in LOADERS:
+        module, cls, _ = LOADERS[name]
+        return getattr(importlib.import_module(f"avggt_bench.data.{module}"), cls)
+    return DATASETS.entry(name).factory
+
+
+def _lazy(name: str):
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        return loader_class(name)(*args, **kwargs)
+
+    return factory
+
+
+for _name, (_, _, _description) in LOADERS.items():
+    DATASETS.add(_name, _lazy(_name), _description)
+
+
+def valid_options(cls: type) -> set[str]:
+    """Constructor options a loader class accepts (for preset validation without data)."""
+    return {"root", *getattr(cls, "COMMON", {}), *getattr(cls, "options", {})}
+
 
 @DATASETS.register("synthetic", "procedural room with exact ground truth, any number of views")
 class SyntheticDataset:
-    """One procedural scene per (seed, trajectory); the view count sets the trajectory sampling."""
+    """Procedural scenes named `seed<N>-<trajectory>` (trajectory orbit, walk or static).
+
+    `frames` is the native frame count of every scene (the protocol's `num_views` override
+    re-renders with that many views, `procedural = True`). `static` renders one orbit view and
+    repeats it (a degenerate trajectory for the metrics' failure paths); `nan_pose_frames` marks
+    frames invalid (`nan_pose`) so that the drop-and-record path runs end to end.
+    """
 
     name = "synthetic"
+    procedural = True
+    COMMON: ClassVar[dict[str, Any]] = {
+        "split": None,
+        "load_depth": True,
+        "load_points": False,
+        "compat": None,
+        "workers": None,
+        "progress": None,
+        "strict_counts": True,
+    }
+    options: ClassVar[dict[str, Any]] = {
+        **{k: None for k in set(SyntheticConfig.__dataclass_fields__) - {"num_views"}},
+        "frames": 16,
+        "nan_pose_frames": (),
+    }
 
-    def __init__(self, **params: Any) -> None:
-        fields = set(SyntheticConfig.__dataclass_fields__) - {"num_views"}
-        unknown = sorted(set(params) - fields)
+    def __init__(self, root: Any = None, **params: Any) -> None:
+        valid = set(self.COMMON) | set(self.options)
+        unknown = sorted(set(params) - valid)
         if unknown:
             raise ConfigError(
-                f"unknown synthetic dataset option(s) {unknown}; valid: {', '.join(sorted(fields))}"
+                f"unknown synthetic dataset option(s) {unknown}; valid: {', '.join(sorted(valid))}"
             )
-        self.params = params
+        self.frames = int(params.pop("frames", 16))
+        self.nan_pose_frames = {int(i) for i in params.pop("nan_pose_frames", ()) or ()}
+        self.loader_opts = {k: params.pop(k) for k in list(params) if k in self.COMMON}
+        self.params = {k: v for k, v in params.items() if v is not None}
+        if self.frames < 1:
+            raise ConfigError(f"synthetic frames must be >= 1, got {self.frames}")
 
     def config(self, num_views: int) -> SyntheticConfig:
         return SyntheticConfig(num_views=num_views, **self.params)
 
-    def sequences(self) -> list[str]:
-        return [render_scene_id(self.config(1))]
+    def with_frames(self, frames: int) -> SyntheticDataset:
+        out = SyntheticDataset.__new__(SyntheticDataset)
+        out.__dict__.update(self.__dict__)
+        out.frames = int(frames)
+        return out
 
-    def load(self, sequence: str | None = None, frame_ids: Sequence[int] | None = None) -> Scene:
-        count = (max(frame_ids) + 1) if frame_ids else 16
-        scene = self.load_views(count)
-        return scene.subset(frame_ids) if frame_ids else scene
+    # ------------------------------------------------------------------ loader API
+
+    def sequences(self) -> list[str]:
+        cfg = self.config(1)
+        return [f"seed{cfg.seed}-{cfg.trajectory}"]
+
+    def expand(self, keys: Sequence[str]) -> list[tuple[str | None, list[str]]]:
+        return [(None, [str(k)]) for k in keys]
+
+    def _parse(self, sequence: str) -> tuple[int, str]:
+        m = re.fullmatch(r"seed(\d+)-(\w+)", str(sequence))
+        if m is None or m.group(2) not in (*TRAJECTORIES, "static"):
+            raise DataError(
+                f"synthetic scene id {sequence!r} is not 'seed<N>-<trajectory>' with trajectory "
+                f"in {', '.join((*TRAJECTORIES, 'static'))}"
+            )
+        return int(m.group(1)), m.group(2)
+
+    def has_sequence(self, sequence: str) -> bool:
+        try:
+            self._parse(sequence)
+        except DataError:
+            return False
+        return True
+
+    def native_frame_ids(self, sequence: str) -> list[int]:
+        return list(range(self.frames))
+
+    def num_frames(self, sequence: str) -> int:
+        return self.frames
+
+    def frame_validity(self, sequence: str) -> list[bool]:
+        return [i not in self.nan_pose_frames for i in range(self.frames)]
+
+    def exclusion(self, sequence: str) -> str | None:
+        return None
+
+    def category(self, sequence: str) -> str | None:
+        return None
+
+    def load(
+        self,
+        sequence: str | None = None,
+        frame_ids: Sequence[int] | None = None,
+        *,
+        invalid_frames: str = "drop",
+    ) -> Scene:
+        if sequence is None:
+            count = (max(frame_ids) + 1) if frame_ids else 16
+            scene = self.load_views(count)
+            return scene.subset(frame_ids) if frame_ids else scene
+        from avggt_bench.data.base import FrameError
+
+        seed, trajectory = self._parse(sequence)
+        ids = list(range(self.frames)) if frame_ids is None else [int(i) for i in frame_ids]
+        bad = [i for i in ids if not 0 <= i < self.frames]
+        if bad:
+            raise DataError(f"synthetic/{sequence}: indices {bad[:8]} outside 0..{self.frames - 1}")
+        params = {**self.params, "seed": seed}
+        if trajectory == "static":
+            base = render_scene(SyntheticConfig(num_views=1, **{**params, "trajectory": "orbit"}))
+            full = base.subset([0] * self.frames)
+        else:
+            full = render_scene(
+                SyntheticConfig(num_views=self.frames, **{**params, "trajectory": trajectory})
+            )
+        dropped = [(i, "nan_pose") for i in ids if i in self.nan_pose_frames]
+        if dropped and invalid_frames == "fail_scene":
+            raise FrameError(
+                f"synthetic/{sequence}: frame {dropped[0][0]} has a NaN pose; the preset's "
+                "invalid_frames=fail_scene skips the scene",
+                "nan_pose",
+            )
+        keep = [i for i in ids if i not in self.nan_pose_frames]
+        if not keep:
+            raise FrameError(f"synthetic/{sequence}: no valid frames", "no_valid_frames")
+        scene = full.subset(keep)
+        return replace(
+            scene,
+            scene_id=sequence,
+            frame_indices=keep,
+            dropped=dropped,
+            depth=scene.depth if self.loader_opts.get("load_depth", True) else None,
+            valid=scene.valid if self.loader_opts.get("load_depth", True) else None,
+        )
 
     def load_views(self, num_views: int) -> Scene:
         return render_scene(self.config(num_views))
@@ -72,8 +237,10 @@ class FolderDataset:
     """The sorted image files of `path`; `load_views(n)` takes n evenly spaced files."""
 
     name = "folder"
+    options: ClassVar[dict[str, Any]] = {"path": None}
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, root: str | None = None) -> None:
+        path = path or root
         if not path:
             raise ConfigError("dataset=folder needs dataset.path=/folder/with/images")
         self.root = Path(path).expanduser()
@@ -98,7 +265,14 @@ class FolderDataset:
         if mixed:
             raise DataError(f"{self.root}: {mixed}")
         images = torch.from_numpy(np.stack(arrays))
-        return Scene("folder", self.root.name, images, frame_ids=[self.files[i].name for i in ids])
+        return Scene(
+            "folder",
+            self.root.name,
+            images,
+            frame_ids=[self.files[i].name for i in ids],
+            frame_indices=ids,
+            image_paths=[str(self.files[i]) for i in ids],
+        )
 
     def load_views(self, num_views: int) -> Scene:
         if num_views > len(self.files):
@@ -113,10 +287,32 @@ def render_scene_id(cfg: SyntheticConfig) -> str:
     return f"seed{cfg.seed}-{cfg.trajectory}"
 
 
-def build_dataset(cfg: Mapping | DictConfig) -> Dataset:
-    """The loader named by `cfg.name`, built from the remaining keys."""
+def get_dataset(name: str, root: str | Path | None = None, **options: Any) -> Any:
+    """The loader `name` (see `DATASETS.names()`) reading the dataset prepared under `root`.
+
+    `options` are the loader's own (e.g. `split`, `load_depth`, `variant` for ETH3D); unknown
+    options raise ConfigError listing the valid ones. A missing root raises DataError naming the
+    folder, the expected layout and the datasets/README.md section.
+    """
+    if name == "folder":
+        return FolderDataset(path=options.pop("path", None) or (str(root) if root else None))
+    return DATASETS.build(name, root, **options)
+
+
+def build_dataset(cfg: Mapping | DictConfig) -> Any:
+    """A `dataset=` config → a protocol (configs with a `task`) or a plain loader.
+
+    The loader is `cfg.dataset` when present (preset schema), else `cfg.name` (older configs).
+    """
     params = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    if "task" in params:
+        from avggt_bench.data.presets import Preset
+        from avggt_bench.data.protocol import ProtocolDataset
+
+        return ProtocolDataset(Preset.from_mapping(params))
     name = params.pop("name", None)
-    if name is None:
-        raise ConfigError("dataset config needs a 'name' (e.g. dataset=synthetic)")
-    return DATASETS.build(name, **params)
+    loader = params.pop("dataset", None) or name
+    if loader is None:
+        raise ConfigError("dataset config needs 'dataset' (the loader, e.g. dataset: synthetic)")
+    params.pop("source", None)
+    return DATASETS.build(loader, **params)

@@ -9,7 +9,6 @@ uint8 `[S, H, W, 3]` tensor that `Scene.images` holds.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from avggt_bench.errors import DataError
+from avggt_bench.progress import progress as progress_bar
 
 __all__ = [
     "PROGRESS_MIN_IMAGES",
@@ -103,9 +103,10 @@ def load_images(
 ) -> list[np.ndarray]:
     """Decode `paths` in parallel (thread pool), in the given order, with `load_image`.
 
-    `workers` defaults to one thread per core (at most 16). `progress=None` shows a tqdm bar on
-    stderr from `PROGRESS_MIN_IMAGES` images on; True/False force it on/off. The first failing file
-    raises its `DataError`.
+    `workers` defaults to one thread per core (at most 16). `progress=None` allows a bar
+    (`avggt_bench.progress`: stderr TTY or AVGGT_PROGRESS=1) from `PROGRESS_MIN_IMAGES` images on,
+    True allows it for any count, False never shows one. The first failing file raises its
+    `DataError`.
     """
     paths = list(paths)
     if not paths:
@@ -116,9 +117,7 @@ def load_images(
 
     bar = None
     if _want_progress(progress, len(paths)):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(paths), desc="decoding images", unit="img", file=sys.stderr)
+        bar = progress_bar(total=len(paths), desc="decoding images", unit="img")
 
     def one(path: str | os.PathLike[str]) -> np.ndarray:
         arr = load_image(path, composite_alpha=composite_alpha)

@@ -18,7 +18,13 @@ from avggt_bench.errors import DataError
 
 @dataclass
 class Scene:
-    """Views of one scene. `images` is uint8 `[S, H, W, 3]` RGB, exactly as decoded from disk."""
+    """Views of one scene. `images` is uint8 `[S, H, W, 3]` RGB, exactly as decoded from disk.
+
+    `points` are reference points (e.g. a mesh's vertices) in canonical world units.
+    `frame_ids` are native ids (file index, timestamp string, CO3D frame); `frame_indices` are
+    the positions in the sequence's native frame list that protocols refer to; `dropped` lists
+    the frames removed by the loader or the protocol with their reason.
+    """
 
     dataset: str
     scene_id: str
@@ -33,6 +39,10 @@ class Scene:
     native_unit: str = "m"
     dropped: list[tuple[Any, str]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None
+    frame_indices: list[int] | None = None
+    timestamps: list[float] | None = None
+    image_paths: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.frame_ids:
@@ -75,6 +85,10 @@ class Scene:
                 raise DataError(f"{where}: {name} must be float64 (geometry), got {value.dtype}")
         if len(self.frame_ids) != s:
             raise DataError(f"{where}: {len(self.frame_ids)} frame ids for {s} views")
+        for name in ("frame_indices", "timestamps", "image_paths"):
+            value = getattr(self, name)
+            if value is not None and len(value) != s:
+                raise DataError(f"{where}: {len(value)} {name} for {s} views")
 
     def subset(self, indices: Sequence[int]) -> Scene:
         """The views at `indices`, in that order (reference points are shared)."""
@@ -82,6 +96,9 @@ class Scene:
 
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[idx]
+
+        def pick_list(values: list[Any] | None) -> list[Any] | None:
+            return None if values is None else [values[i] for i in idx.tolist()]
 
         return replace(
             self,
@@ -91,6 +108,9 @@ class Scene:
             depth=pick(self.depth),
             valid=pick(self.valid),
             frame_ids=[self.frame_ids[i] for i in idx.tolist()],
+            frame_indices=pick_list(self.frame_indices),
+            timestamps=pick_list(self.timestamps),
+            image_paths=pick_list(self.image_paths),
             dropped=list(self.dropped),
             meta=dict(self.meta),
         )

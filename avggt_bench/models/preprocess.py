@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from avggt_bench.data.images import (
     to_rgb,
 )
 from avggt_bench.errors import ConfigError, DataError
+from avggt_bench.progress import progress as progress_bar
 
 __all__ = [
     "MODES",
@@ -358,8 +358,9 @@ def preprocess(
     are converted the same way (an "RGBA" image is composited onto white in crop/pad mode; in
     pi3_budget mode alpha is dropped, as π³'s loader does).
 
-    `workers`: threads for decoding/resizing (default one per core, at most 16). `progress`: tqdm
-    bar on stderr (default: only when decoding >= 64 files).
+    `workers`: threads for decoding/resizing (default one per core, at most 16). `progress`: a bar
+    from `avggt_bench.progress` (shown on a TTY or with AVGGT_PROGRESS=1); default: only when
+    decoding >= 64 files; False: never.
     """
     if not isinstance(cfg, PreprocessConfig):
         raise ConfigError(f"cfg must be a PreprocessConfig, got {type(cfg).__name__}")
@@ -380,9 +381,7 @@ def preprocess(
             raise DataError(early)
     bar = None
     if progress if progress is not None else (has_files and n >= PROGRESS_MIN_IMAGES):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="preprocessing images", unit="img", file=sys.stderr)
+        bar = progress_bar(total=n, desc="preprocessing images", unit="img")
 
     # pi3_budget: one target for all views, from the first image
     fixed_wh: tuple[int, int] | None = None
