@@ -18,6 +18,16 @@ from avggt_bench.attention.sga import kept_set
 from avggt_bench.timing import time_repeats
 
 
+def random_qkv(
+    layout: TokenLayout, heads: int, head_dim: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random q, k, v `[1, heads, tokens, head_dim]` for one layer of `layout`."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    shape = (1, heads, layout.num_tokens, head_dim)
+    q, k, v = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+    return q, k, v
+
+
 def sga_overhead(
     route,
     layout: TokenLayout,
@@ -29,9 +39,7 @@ def sga_overhead(
     repeats: int = 3,
 ) -> dict[str, Any]:
     """Median time of the SGA mixer and of SDPA over the same kept K/V, on random q/k/v."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    shape = (1, heads, layout.num_tokens, head_dim)
-    q, k, v = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+    q, k, v = random_qkv(layout, heads, head_dim, device, dtype)
     ks = kept_set(layout, route.options, device)
     k_kept, v_kept = k[:, :, ks.idx].contiguous(), v[:, :, ks.idx].contiguous()
     ctx = AttentionContext(layout=layout, k_unrotated=k)
@@ -61,9 +69,7 @@ def block_sparse_kernels(
 ) -> dict[str, Any]:
     """One block-sparse layer three ways (baselines.md §3.8): the sparse selection through its
     kernel, every block selected through the same kernel, and dense SDPA (the parent's kernel)."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    shape = (1, heads, layout.num_tokens, head_dim)
-    q, k, v = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+    q, k, v = random_qkv(layout, heads, head_dim, device, dtype)
     ctx = AttentionContext(layout=layout)
     mixer = route.mixer
     with torch.inference_mode():

@@ -50,11 +50,16 @@ def save_reference(cache_dir: Path, key: str, ref: Reference) -> None:
     tmp.replace(cache_dir / f"{key}.pt")
 
 
-def dense_parent_reference(model: nn.Module, forward: Callable[[], Any]) -> Reference:
+def dense_parent_predictions(model: nn.Module, forward: Callable[[], Any]) -> Any:
     """Run `forward` with every global layer dense, then restore the model's own routes."""
     routes = list(model.routes)
     model.set_routes(dense_routes(len(routes), model.sdpa_policy))
     try:
-        return Reference.from_predictions(forward())
+        return forward()
     finally:
         model.set_routes(routes)
+
+
+def dense_parent_reference(model: nn.Module, forward: Callable[[], Any]) -> Reference:
+    """The dense parent's compact reference (cameras and subsampled maps)."""
+    return Reference.from_predictions(dense_parent_predictions(model, forward))

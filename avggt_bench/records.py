@@ -53,6 +53,7 @@ class Record:
     memory: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    scenes: list[dict[str, Any]] = field(default_factory=list)  # protocol runs: one row per scene
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

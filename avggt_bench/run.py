@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -26,21 +28,35 @@ from avggt_bench.attention.avggt import SGARoute
 from avggt_bench.attention.block_sparse import BlockSparseRoute
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import is_dense, route_table
+from avggt_bench.data.base import SkippedScene
 from avggt_bench.data.datasets import build_dataset
-from avggt_bench.errors import AvggtError, ConfigError
+from avggt_bench.data.protocol import ProtocolDataset
+from avggt_bench.data.scene import Scene
+from avggt_bench.errors import AvggtError, ConfigError, DataError
 from avggt_bench.flops import model_cost
 from avggt_bench.loggers import log_record
+from avggt_bench.metrics.evaluate import (
+    SceneResult,
+    aggregate,
+    evaluate_scene,
+    parent_as_ground_truth,
+)
 from avggt_bench.metrics.fidelity import Reference, fidelity
+from avggt_bench.metrics.geometry import MetricError
 from avggt_bench.microbench import block_sparse_kernels, sga_overhead
 from avggt_bench.models import build_model, model_info
+from avggt_bench.models.oracle import ORACLE, oracle_predictions
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
+from avggt_bench.models.recipes import resolve_recipe
 from avggt_bench.parent import (
+    dense_parent_predictions,
     dense_parent_reference,
     load_reference,
     reference_key,
     save_reference,
 )
 from avggt_bench.paths import config_dir
+from avggt_bench.progress import progress
 from avggt_bench.records import (
     Record,
     config_hash,
@@ -106,13 +122,37 @@ if not OmegaConf.has_resolver("device_slug"):
     OmegaConf.register_new_resolver("device_slug", _device_slug_resolver)
 
 
+PLAIN_LOADER_VIEWS = 16  # num_views=null on a plain loader (synthetic, folder)
+
+
+def requested_views(cfg: DictConfig) -> int | None:
+    """The job's view count: an int, or None for a protocol preset's own frame selection.
+
+    `num_views: null` (or `protocol`) means the dataset's own count: the preset's sampling for a
+    protocol preset, 16 views for the plain synthetic / folder loaders.
+    """
+    value = cfg.get("num_views")
+    if value in (None, "protocol", "null"):
+        return None if "task" in cfg.dataset else PLAIN_LOADER_VIEWS
+    try:
+        views = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"num_views={value!r} is not a number; use a positive integer, or null / protocol "
+            "for the dataset preset's own frame selection"
+        ) from exc
+    if views < 1:
+        raise ConfigError(f"num_views={views}: a scene needs at least one view")
+    return views
+
+
 def job_identity(cfg: DictConfig, device: torch.device, precision: str) -> dict[str, Any]:
     """The config fields that define a run (what the resume hash covers)."""
     return {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "attention": OmegaConf.to_container(cfg.attention, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "num_views": int(cfg.num_views),
+        "num_views": requested_views(cfg),
         "seed": int(cfg.seed),
         "device": device_slug(device),
         "precision": precision,
@@ -142,19 +182,21 @@ def run_job(cfg: DictConfig) -> Record:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     identity = job_identity(cfg, device, precision)
+    views = identity["num_views"]
     digest = config_hash(identity)
     series = config_hash({k: v for k, v in identity.items() if k != "num_views"})
     job = {
         "model": cfg.model.name,
         "attention": cfg.attention.get("name", "custom"),
         "dataset": cfg.dataset.name,
-        "num_views": int(cfg.num_views),
+        "num_views": views,
         "device": device_slug(device),
         "precision": precision,
         "tag": cfg.record.get("tag"),
         "overrides": _overrides(),
     }
-    run_id = f"{job['model']}-{job['attention']}-{job['dataset']}-v{job['num_views']}-{digest[:10]}"
+    shown = "protocol" if views is None else views
+    run_id = f"{job['model']}-{job['attention']}-{job['dataset']}-v{shown}-{digest[:10]}"
     path = Path(cfg.record.dir) / f"{run_id}.json"
     if cfg.get("resume", True):
         done = _existing_ok(path, digest)
@@ -171,7 +213,7 @@ def run_job(cfg: DictConfig) -> Record:
         config=OmegaConf.to_container(cfg, resolve=True),
         provenance={**provenance(device), "seed": int(cfg.seed), "precision": precision},
     )
-    oom = _oom_below(Path(cfg.record.dir), series, job["num_views"])
+    oom = None if views is None else _oom_below(Path(cfg.record.dir), series, views)
     if oom is not None:
         record.status, record.message = "skipped", f"skipped (oom at {oom} views)"
         record.finished_at = now_iso()
@@ -257,14 +299,16 @@ def _oom_below(folder: Path, series: str, views: int) -> int | None:
 
 
 def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Record) -> None:
-    num_views = int(cfg.num_views)
-    if num_views < 1:
-        raise ConfigError(f"num_views={num_views}: a scene needs at least one view")
-    pre_cfg = PreprocessConfig(**OmegaConf.to_container(cfg.model.preprocess, resolve=True))
-
     record.stage = "load"
-    with stopwatch() as t_load:
-        scene = build_dataset(cfg.dataset).load_views(num_views)
+    dataset = build_dataset(cfg.dataset)
+    if isinstance(dataset, ProtocolDataset):
+        _execute_protocol(cfg, device, precision, record, dataset)
+    else:
+        _execute_scene(cfg, device, precision, record, dataset)
+
+
+def _build(cfg: DictConfig, device: torch.device, precision: str, record: Record) -> Any:
+    """The model of the job (weights cast for the VGGT* policy); fills `record.model`."""
     record.stage = "build"
     with stopwatch() as t_build:
         model = build_model(
@@ -284,6 +328,33 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         if model.family != "vggt":
             raise ConfigError(f"precision={precision} (VGGT*) is defined for VGGT models only")
         model.to(WEIGHT_PRECISIONS[precision])
+    record.timings["model_build_s"] = t_build["s"]
+    return model
+
+
+def _forward_fn(
+    cfg: DictConfig, model: Any, images: torch.Tensor, precision: str, device: torch.device
+) -> Callable[[], Any]:
+    simulate_oom = (cfg.get("debug") or {}).get("simulate_oom_from_views")
+    views = images.shape[0]
+
+    def forward() -> Any:
+        if simulate_oom is not None and views >= int(simulate_oom):
+            raise torch.OutOfMemoryError(f"simulated out of memory at {views} views")
+        with torch.inference_mode(), autocast_context(precision, device):
+            return model(images)
+
+    return forward
+
+
+def _execute_scene(
+    cfg: DictConfig, device: torch.device, precision: str, record: Record, dataset: Any
+) -> None:
+    """One scene at `num_views` views: timing, memory, cost and fidelity to the dense parent."""
+    pre_cfg = PreprocessConfig(**OmegaConf.to_container(cfg.model.preprocess, resolve=True))
+    with stopwatch() as t_load:
+        scene = dataset.load_views(requested_views(cfg))
+    model = _build(cfg, device, precision, record)
     record.stage = "preprocess"
     with stopwatch(device) as t_pre:
         pre = preprocess(scene.images, pre_cfg)
@@ -299,25 +370,15 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         "tokens_per_frame": model.num_special + (height // patch) * (width // patch),
         "preprocess": pre_cfg.__dict__,
     }
-
-    simulate_oom = (cfg.get("debug") or {}).get("simulate_oom_from_views")
-
-    def forward() -> Any:
-        if simulate_oom is not None and scene.num_views >= int(simulate_oom):
-            raise torch.OutOfMemoryError(f"simulated out of memory at {scene.num_views} views")
-        with torch.inference_mode(), autocast_context(precision, device):
-            return model(images)
+    forward = _forward_fn(cfg, model, images, precision, device)
 
     record.stage = "forward"
     pred, stats, memory = time_repeats(
         forward, device, int(cfg.timing.warmup), int(cfg.timing.repeats)
     )
-    record.timings = {
-        "load_s": t_load["s"],
-        "model_build_s": t_build["s"],
-        "preprocess_s": t_pre["s"],
-        "forward": stats.as_dict(),
-    }
+    record.timings.update(
+        {"load_s": t_load["s"], "preprocess_s": t_pre["s"], "forward": stats.as_dict()}
+    )
     record.memory = memory.as_dict()
     layout = TokenLayout(
         scene.num_views,
@@ -365,9 +426,177 @@ def _execute(cfg: DictConfig, device: torch.device, precision: str, record: Reco
         record.timings["block_sparse_layer"] = block_sparse_kernels(sparse, *shape)
 
 
+def _execute_protocol(
+    cfg: DictConfig,
+    device: torch.device,
+    precision: str,
+    record: Record,
+    dataset: ProtocolDataset,
+) -> None:
+    """Every scene of a protocol preset: forward, the preset's metrics, fidelity to the dense
+    parent (accelerated variants), per-scene rows; skipped and failed scenes are counted."""
+    preset = dataset.preset
+    spec = preset.as_dict()
+    views = requested_views(cfg)
+    oracle = cfg.model.name == ORACLE
+    model = None if oracle else _build(cfg, device, precision, record)
+    family = cfg.model.get("family", "vggt") if oracle else model.family
+    pre_cfg, recipe = resolve_recipe(
+        preset.input_recipe,
+        PreprocessConfig(**OmegaConf.to_container(cfg.model.preprocess, resolve=True)),
+        family,
+    )
+    if oracle:
+        record.model = {"preset": ORACLE, "family": family, "weights": "ground_truth"}
+    dense_model = model is not None and is_dense(model.routes)
+    meaningful = not oracle and record.model.get("weights") != "random"
+    record.input = {
+        "preset": preset.name,
+        "task": preset.task,
+        "num_views": "protocol" if views is None else views,
+        "input_recipe": recipe,
+        "preprocess": pre_cfg.__dict__,
+    }
+    results: list[Any] = []
+    fid_results: list[Any] = []
+    rows: list[dict[str, Any]] = []
+    totals = {"forward_s": 0.0, "load_s": 0.0, "metrics_s": 0.0, "fidelity_s": 0.0}
+    peak = 0.0
+    plan_start = time.perf_counter()
+    scenes = iter(dataset.scenes(views))
+    bar = progress(desc=f"{preset.name} scenes", unit="scene")
+    try:
+        while True:
+            record.stage = "load"
+            t0 = time.perf_counter()
+            item = next(scenes, None)
+            totals["load_s"] += time.perf_counter() - t0
+            if item is None:
+                break
+            bar.update(1)
+            record.stage = f"scene {item.scene_id}"
+            if isinstance(item, SkippedScene):
+                results.append(item)
+                rows.append({"scene_id": item.scene_id, "status": "skipped", **item.as_dict()})
+                log.warning("%s: scene %s skipped: %s", preset.name, item.scene_id, item.reason)
+                continue
+            row, result, fid = _protocol_scene(
+                cfg, device, precision, model, family, item, pre_cfg, spec, dense_model
+            )
+            results.append(result)
+            if fid is not None:
+                fid_results.append(fid)
+            rows.append(row)
+            totals["forward_s"] += row.get("forward_s", 0.0)
+            totals["metrics_s"] += row.get("metrics_s", 0.0)
+            totals["fidelity_s"] += row.get("fidelity_s", 0.0)
+            peak = max(peak, row.get("peak_gb", 0.0))
+    finally:
+        bar.close()
+    record.stage = "aggregate"
+    note = ""
+    if oracle:
+        note = "ground-truth oracle predictions: checks the protocol, not a model"
+    elif not meaningful:
+        note = "random weights: accuracy is not meaningful (load a checkpoint)"
+    summary = aggregate(results, spec, meaningful=meaningful, note=note)
+    record.metrics = {"accuracy": summary}
+    if fid_results:
+        record.metrics["fidelity_protocol"] = aggregate(fid_results, _fidelity_spec(spec))
+    record.scenes = rows
+    record.timings.update(
+        {
+            **totals,
+            "total_s": time.perf_counter() - plan_start,
+            "forward": {"median_s": totals["forward_s"], "per": "sum over evaluated scenes"},
+        }
+    )
+    record.memory = {"peak_gb": peak}
+    if summary["n_ok"] == 0:
+        raise DataError(
+            f"preset {preset.name!r}: no scene was evaluated ({summary['n_skipped']} skipped, "
+            f"{summary['n_failed']} failed: "
+            + "; ".join(f"{r['scene']}: {r['message']}" for r in summary["not_evaluated"][:3])
+            + "); see the record's scenes and datasets/README.md"
+        )
+
+
+def _protocol_scene(
+    cfg: DictConfig,
+    device: torch.device,
+    precision: str,
+    model: Any,
+    family: str,
+    scene: Scene,
+    pre_cfg: PreprocessConfig,
+    spec: dict[str, Any],
+    dense_model: bool,
+) -> tuple[dict[str, Any], Any, Any]:
+    """One protocol scene → (record row, its SceneResult, its fidelity SceneResult or None)."""
+    row: dict[str, Any] = {"scene_id": scene.scene_id, "num_views": scene.num_views}
+    if scene.dropped:  # unusable frames the preset drops: listed, never silent
+        row["dropped_frames"] = list(scene.dropped)
+    if model is None:  # ground-truth oracle: the protocol's own sanity check
+        transforms = None
+        with stopwatch() as t_fwd:
+            pred = oracle_predictions(scene, family, **_oracle_options(cfg))
+        stats = None
+    else:
+        pre = preprocess(scene.images, pre_cfg)
+        transforms = pre.transforms
+        images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
+        forward = _forward_fn(cfg, model, images, precision, device)
+        pred, stats, memory = time_repeats(
+            forward, device, int(cfg.timing.warmup), int(cfg.timing.repeats)
+        )
+        row["peak_gb"] = memory.as_dict().get("peak_gb", 0.0)
+        row["image_hw"] = list(images.shape[-2:])
+    row["forward_s"] = stats.median_s if stats is not None else t_fwd["s"]
+    result = evaluate_scene(pred, scene, spec, transforms)
+    row.update(result.as_dict())
+    row["metrics_s"] = sum(result.timings.values())
+    fid = None
+    if model is not None and not dense_model:
+        start = time.perf_counter()
+        dense = dense_parent_predictions(model, forward)
+        try:
+            parent = parent_as_ground_truth(dense, scene)
+            fid = evaluate_scene(pred, parent, _fidelity_spec(spec), None)
+        except MetricError as exc:
+            fid = SceneResult(scene.scene_id, scene.dataset, spec.get("task"), status=exc.status)
+            fid.message = str(exc)
+        row["fidelity"] = {"status": fid.status, "message": fid.message, **fid.metrics}
+        row["fidelity_s"] = time.perf_counter() - start
+    return row, result, fid
+
+
+def _fidelity_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The preset's metrics against the dense parent's predictions, on the network grid."""
+    return {**spec, "gt_compare": "input"}
+
+
+def _oracle_options(cfg: DictConfig) -> dict[str, float]:
+    return {
+        "rotation_noise_deg": float(cfg.model.get("rotation_noise_deg", 0.0)),
+        "depth_noise": float(cfg.model.get("depth_noise", 0.0)),
+    }
+
+
 def _log_summary(record: Record, path: Path) -> None:
     fwd = record.timings.get("forward", {})
-    if record.status == "ok":
+    acc = record.metrics.get("accuracy") if isinstance(record.metrics, dict) else None
+    if record.status == "ok" and acc:
+        log.info(
+            "%s: ok, %d/%d scenes evaluated (%d skipped, %d failed), forward %.3f s in all -> %s",
+            record.run_id,
+            acc["n_ok"],
+            acc["n_scenes"],
+            acc["n_skipped"],
+            acc["n_failed"],
+            fwd.get("median_s", float("nan")),
+            path,
+        )
+    elif record.status == "ok":
         log.info(
             "%s: ok, forward median %.3f s over %d repeats, peak %.2f GB -> %s",
             record.run_id,

@@ -29,6 +29,10 @@ class PairErrors:
     j: torch.Tensor
     degenerate_pairs: int
 
+    def __iter__(self):
+        """`rot_deg, trans_deg = relative_pose_errors(...)` unpacks the two error vectors."""
+        return iter((self.rot_deg, self.trans_deg))
+
 
 def as_w2c_4x4(poses: torch.Tensor) -> torch.Tensor:
     """`[S, 3, 4]` or `[S, 4, 4]` world-to-camera -> `[S, 4, 4]` float64."""
@@ -65,7 +69,14 @@ def _relative(w2c: torch.Tensor, i: torch.Tensor, j: torch.Tensor, order: str):
 def relative_pose_errors(
     pred_w2c: torch.Tensor, gt_w2c: torch.Tensor, order: str = "vggt"
 ) -> PairErrors:
-    """Rotation and translation-direction errors (degrees) over all pairs i < j."""
+    """Rotation and translation-direction errors (degrees) over all pairs i < j (i the outer loop).
+
+    `pred_w2c`, `gt_w2c`: world-to-camera `[S, 3, 4]` or `[S, 4, 4]`, any float dtype (promoted to
+    float64, rotations projected onto SO(3)). `order`: `vggt` (`T_ij = E_i·E_j⁻¹`, baseline in
+    camera i) or `pi3` (`T_ij = E_j·E_i⁻¹`, baseline in camera j). Non-finite predicted poses give
+    failure errors (`FAILURE_DEG`) for their pairs. Returns `PairErrors` (unpacks to
+    `rot_deg, trans_deg`). Raises ValueError for mismatched frame counts or fewer than 2 frames.
+    """
     if order not in ORDERS:
         raise ValueError(f"order={order!r}; valid: {', '.join(ORDERS)}")
     pred, gt = as_w2c_4x4(pred_w2c), as_w2c_4x4(gt_w2c)
@@ -105,10 +116,15 @@ def _unit(q: torch.Tensor) -> torch.Tensor:
 
 def pose_auc(rot_err_deg: torch.Tensor, trans_err_deg: torch.Tensor, threshold: int) -> float:
     """AUC@T in [0, 1] by the official histogram: bins [k, k+1), the last one closed, divided by
-    the total number of pairs, then the mean of the cumulative sums."""
-    m = torch.maximum(torch.as_tensor(rot_err_deg), torch.as_tensor(trans_err_deg)).double()
+    the total number of pairs, then the mean of the cumulative sums. Computed in the equivalent
+    form (1/T)·[Σ_{τ<T} frac(m < τ) + frac(m ≤ T)] with m = max(e_R, e_t) per pair (spec D2);
+    NaN errors pass no threshold. `threshold`: a positive integer (the bins have integer edges)."""
+    rot = torch.as_tensor(rot_err_deg).double()
+    m = torch.maximum(rot, torch.as_tensor(trans_err_deg).double())
     if m.numel() == 0:
         raise ValueError("pose_auc needs at least one pair")
+    if float(threshold) != int(threshold) or int(threshold) < 1:
+        raise ValueError(f"AUC threshold must be a positive integer, got {threshold}")
     t = int(threshold)
     below = [(m < tau).double().mean() for tau in range(1, t)]
     below.append((m <= t).double().mean())
@@ -118,3 +134,23 @@ def pose_auc(rot_err_deg: torch.Tensor, trans_err_deg: torch.Tensor, threshold: 
 def accuracy_at(errors_deg: torch.Tensor, tau: float) -> float:
     """Fraction of pairs with error strictly below τ (RRA@τ / RTA@τ as a fraction)."""
     return float((torch.as_tensor(errors_deg) < tau).double().mean())
+
+
+DEFAULT_THRESHOLDS = (3, 5, 15, 30)
+
+
+def pose_table(
+    rot_err_deg: torch.Tensor, trans_err_deg: torch.Tensor, thresholds=DEFAULT_THRESHOLDS
+) -> dict[str, float]:
+    """RRA@τ, RTA@τ (every τ) and AUC@τ (integer τ: its bins have integer edges) in percent
+    (0-100), over the given pairs (one aggregation unit: a sequence, a category's pooled pairs,
+    or all pairs pooled). Keys like `rra@5`, `auc@30`."""
+    rot, trans = torch.as_tensor(rot_err_deg).double(), torch.as_tensor(trans_err_deg).double()
+    out: dict[str, float] = {}
+    for tau in thresholds:
+        name = f"{float(tau):g}"
+        out[f"rra@{name}"] = 100 * accuracy_at(rot, float(tau))
+        out[f"rta@{name}"] = 100 * accuracy_at(trans, float(tau))
+        if float(tau).is_integer():
+            out[f"auc@{name}"] = 100 * pose_auc(rot, trans, int(tau))
+    return out

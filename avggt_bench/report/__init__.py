@@ -19,6 +19,7 @@ import pandas as pd
 from avggt_bench.report.plots import plot_all
 from avggt_bench.report.published import comparison
 from avggt_bench.report.tables import (
+    accuracy_table,
     add_speedups,
     find_records,
     flatten,
@@ -107,6 +108,10 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
         + (_markdown(published) if not published.empty else "(none)")
         + "\n"
     )
+    accuracy = accuracy_table(df)
+    if not accuracy.empty:
+        paths["accuracy_csv"] = out_dir / "accuracy.csv"
+        accuracy.to_csv(paths["accuracy_csv"], index=False)
     lines = [
         "# Benchmark summary",
         "",
@@ -115,6 +120,16 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
     ]
     for device, group in df.groupby("device", sort=True):
         lines += _device_section(group, device)
+    if not accuracy.empty:
+        lines += [
+            "## Accuracy per protocol",
+            "",
+            "Aggregated by each preset's rule (`acc_*`); `fidp_*`: the same metrics against the "
+            "dense parent's predictions. Scenes not evaluated are counted, never averaged in.",
+            "",
+            _markdown(accuracy),
+            "",
+        ]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     lines += [

@@ -117,14 +117,54 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
             "dense_sdpa_s",
         ),
         **{f"fid_{k}": v for k, v in rec.get("metrics", {}).get("fidelity", {}).items()},
+        **_accuracy_columns(rec.get("metrics", {})),
         "git_sha": (prov.get("git_sha") or "")[:10],
         "finished_at": rec.get("finished_at"),
     }
     return row
 
 
+def _accuracy_columns(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A protocol run's aggregated metrics (`acc_*`), counts, the meaningful flag, and the same
+    metrics against the dense parent (`fidp_*`)."""
+    acc = metrics.get("accuracy")
+    if not isinstance(acc, dict):
+        return {}
+    out = {
+        "acc_meaningful": acc.get("meaningful"),
+        "acc_scenes": f"{acc.get('n_ok')}/{acc.get('n_scenes')}",
+        "acc_skipped": acc.get("n_skipped"),
+        "acc_failed": acc.get("n_failed"),
+        **{f"acc_{k}": v for k, v in acc.get("metrics", {}).items()},
+    }
+    fid = metrics.get("fidelity_protocol") or {}
+    out.update({f"fidp_{k}": v for k, v in fid.get("metrics", {}).items()})
+    return out
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Protocol runs: one row per run with its counts and aggregated metrics; runs whose
+    accuracy is not meaningful (random weights, the ground-truth oracle) say so."""
+    if "acc_meaningful" not in df:
+        return pd.DataFrame()
+    runs = df[df["acc_meaningful"].notna()]
+    if runs.empty:
+        return pd.DataFrame()
+    ident = ["dataset", "model", "attention", "num_views", "weights", "status"]
+    metric_cols = [c for c in runs.columns if c.startswith(("acc_", "fidp_"))]
+    metric_cols = [c for c in metric_cols if runs[c].notna().any()]
+    table = runs[[*ident, *metric_cols]].copy()
+    table["num_views"] = [("protocol" if pd.isna(v) else int(v)) for v in table["num_views"]]
+    table["acc_meaningful"] = table["acc_meaningful"].map(
+        {True: "yes", False: "NO (random weights or oracle)"}
+    )
+    return table.rename(columns={"acc_meaningful": "meaningful"})
+
+
 def _variant(attention: str | None, model: dict[str, Any]) -> str | None:
     """Name dense VGGT as the literature does: VGGT* keeps only the head layers."""
+    if model.get("weights") == "ground_truth":
+        return "n/a (ground-truth oracle)"
     if attention != "dense" or model.get("family") != "vggt":
         return attention
     return "dense (VGGT*)" if model.get("memory_lean", True) else "dense (all layers)"
