@@ -132,6 +132,13 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
         ]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    if (out_dir / "metrics_timing.md").is_file():
+        lines += [
+            "## Metric timing",
+            "",
+            "Each metric on an 800-view synthetic scene: [metrics_timing.md](metrics_timing.md).",
+            "",
+        ]
     lines += [
         "## Published numbers",
         "",

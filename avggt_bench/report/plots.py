@@ -20,8 +20,16 @@ def _slug(text: str) -> str:
 
 
 def _by_variant(df: pd.DataFrame):
+    """(variant, its rows by view count): one point per view count (the last record)."""
     for name, group in df.groupby("attention", sort=True):
+        group = group.drop_duplicates("num_views", keep="last")
         yield name, group.sort_values("num_views")
+
+
+def _colours(names) -> dict[str, str]:
+    """The same colour for a variant in every panel."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(sorted(set(names)))}
 
 
 def _log_axes(ax, x: bool = True, y: bool = False) -> None:
@@ -42,15 +50,16 @@ def plot_group(df: pd.DataFrame, device: str, model: str, out_dir: Path) -> list
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
     weights = ", ".join(sorted(ok["weights"].dropna().astype(str).unique()))
     fig.suptitle(f"{model} on {device} (weights: {weights})", fontsize=11)
+    colour = _colours(ok["attention"].dropna())
     ax = axes[0]
     for name, g in _by_variant(ok):
-        ax.plot(g["num_views"], g["forward_median_s"], marker="o", label=name)
+        ax.plot(g["num_views"], g["forward_median_s"], marker="o", label=name, color=colour[name])
     ax.set(xlabel="views", ylabel="forward median (s)", title="latency")
     _log_axes(ax, y=True)
     ax = axes[1]
     for name, g in _by_variant(ok[ok["is_dense"] == False]):  # noqa: E712
-        line = ax.plot(g["num_views"], g["speedup"], marker="o", label=name)[0]
-        ax.plot(g["num_views"], g["predicted_speedup"], ls="--", color=line.get_color(), alpha=0.6)
+        ax.plot(g["num_views"], g["speedup"], marker="o", label=name, color=colour[name])
+        ax.plot(g["num_views"], g["predicted_speedup"], ls="--", color=colour[name], alpha=0.6)
     _log_axes(ax)
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set(
@@ -60,7 +69,7 @@ def plot_group(df: pd.DataFrame, device: str, model: str, out_dir: Path) -> list
     )
     ax = axes[2]
     for name, g in _by_variant(ok):
-        ax.plot(g["num_views"], g["peak_memory_gb"], marker="o", label=name)
+        ax.plot(g["num_views"], g["peak_memory_gb"], marker="o", label=name, color=colour[name])
     kinds = ", ".join(sorted(ok["memory_kind"].dropna().unique()))
     _log_axes(ax, y=True)
     ax.set(
@@ -72,7 +81,7 @@ def plot_group(df: pd.DataFrame, device: str, model: str, out_dir: Path) -> list
     fid = "fid_pose_auc@30"
     if fid in ok:
         for name, g in _by_variant(ok[ok[fid].notna()]):
-            ax.scatter(g["speedup"], g[fid], label=name)
+            ax.scatter(g["speedup"], g[fid], label=name, color=colour[name])
             for _, row in g.iterrows():
                 ax.annotate(str(row["num_views"]), (row["speedup"], row[fid]), fontsize=7)
     ax.set(

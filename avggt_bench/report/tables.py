@@ -214,6 +214,7 @@ def load_table(paths: Iterable[Path]) -> tuple[pd.DataFrame, list[dict[str, str]
         rows.append({**flatten(rec), "path": str(path)})
     df = pd.DataFrame(rows)
     if not df.empty:
+        df = _latest_per_configuration(df, notes)
         df["_order"] = ~df["is_dense"].fillna(False).astype(bool)  # dense parent first
         df = df.sort_values(["device", "model", "num_views", "_order", "attention"], kind="stable")
         df = df.drop(columns="_order")
@@ -228,6 +229,32 @@ def load_table(paths: Iterable[Path]) -> tuple[pd.DataFrame, list[dict[str, str]
                 )
             )
     return df.reset_index(drop=True), notes
+
+
+SAME_RUN = (
+    "device",
+    "model",
+    "attention",
+    "dataset",
+    "num_views",
+    "precision",
+    "weights",
+    "image",
+    "repeats",
+)
+"""Records agreeing on these measured the same thing: the report keeps the newest."""
+
+
+def _latest_per_configuration(df: pd.DataFrame, notes: list[dict[str, str]]) -> pd.DataFrame:
+    """One row per measured configuration (the newest record); older ones are noted, not lost."""
+    key = [c for c in SAME_RUN if c in df]
+    ordered = df.sort_values("finished_at", kind="stable", na_position="first")
+    dup = ordered.duplicated(key, keep="last") & (ordered["status"] == "ok")
+    for path in ordered.loc[dup, "path"]:
+        notes.append(
+            _note(Path(path), "superseded", "a newer record measured the same configuration")
+        )
+    return ordered[~dup]
 
 
 def _note(path: Path, action: str, reason: str) -> dict[str, str]:
