@@ -101,8 +101,10 @@ def test_symmetry_pair_order_and_precision():
     torch.testing.assert_close(a.rot_deg, b.rot_deg, atol=1e-9, rtol=0)
     torch.testing.assert_close(a.trans_deg, b.trans_deg, atol=1e-9, rtol=0)
     pi3 = relative_pose_errors(pred, gt, "pi3")
-    torch.testing.assert_close(a.rot_deg, pi3.rot_deg, atol=1e-9, rtol=0)
-    assert (a.trans_deg - pi3.trans_deg).abs().max() > 1e-6
+    cam_i = relative_pose_errors(pred, gt, "camera_i")
+    torch.testing.assert_close(cam_i.rot_deg, pi3.rot_deg, atol=1e-9, rtol=0)
+    assert (cam_i.trans_deg - pi3.trans_deg).abs().max() > 1e-6
+    assert (a.rot_deg - pi3.rot_deg).abs().max() > 1e-3  # VGGT's form is a different metric
     f32 = relative_pose_errors(pred.float(), gt.float())
     torch.testing.assert_close(f32.rot_deg, a.rot_deg, atol=1e-4, rtol=0)
 
@@ -170,7 +172,8 @@ def test_per_camera_translation_scale_and_exact_rotation_pair_orders():
     pred[:, :, 3] += 0.3 * torch.randn(7, 3, generator=g, dtype=torch.float64)  # rotations exact
     a = relative_pose_errors(pred, cams, "vggt")
     b = relative_pose_errors(pred, cams, "pi3")
-    torch.testing.assert_close(a.trans_deg, b.trans_deg, atol=1e-9, rtol=0)
+    cam_i = relative_pose_errors(pred, cams, "camera_i")
+    torch.testing.assert_close(cam_i.trans_deg, b.trans_deg, atol=1e-9, rtol=0)
     scaled = pred.clone()
     scaled[:, :, 3] *= 42.0  # E2.3: one positive scale for every predicted translation
     c = relative_pose_errors(scaled, cams, "vggt")
@@ -182,11 +185,16 @@ def test_failures_lower_rra_rta_auc_by_the_exact_fraction():
 
     cams = random_cameras(6, seed=13)
     pred = cams.clone()
-    pred[0] = float("nan")  # 5 of 15 pairs fail
-    err = relative_pose_errors(pred, cams)
-    table = pose_table(err.rot_deg, err.trans_deg)
-    for value in table.values():
-        assert value == pytest.approx(100 * 10 / 15)
+    pred[5] = float("nan")  # 5 of 15 pairs fail
+    for order in ("vggt", "pi3", "camera_i"):
+        err = relative_pose_errors(pred, cams, order)
+        table = pose_table(err.rot_deg, err.trans_deg)
+        for value in table.values():
+            assert value == pytest.approx(100 * 10 / 15)
+    pred = cams.clone()
+    pred[0] = float("nan")  # VGGT's form reads the world from camera 0: every pair fails
+    assert (relative_pose_errors(pred, cams, "vggt").rot_deg == FAILURE_DEG).all()
+    assert (relative_pose_errors(pred, cams, "pi3").rot_deg == FAILURE_DEG).sum() == 5
     p, f = 45, 15  # E3.4: P perfect pairs and F failures
     m = torch.cat((torch.zeros(p), torch.full((f,), FAILURE_DEG)))
     assert 100 * pose_auc(m, torch.zeros_like(m), 30) == pytest.approx(100 * p / (p + f))
@@ -242,3 +250,36 @@ def test_hand_computed_three_cameras():
         table = pose_table(rot, trans, (30, 50))
         assert table["rta@30"] == pytest.approx(100 / 3) and table["rta@50"] == 100.0
         assert table["auc@30"] == pytest.approx(100 / 3)
+
+
+def test_vggt_order_equals_vggt_evaluation_written_out():
+    """VGGT's test_co3d.py: GT re-expressed in its first camera, then per pair inv(E_i)·E_j;
+    rotation error from the quaternion dot product, translation angle folded to [0°, 90°]."""
+    from scipy.spatial.transform import Rotation
+
+    gt, pred = random_cameras(5, seed=21), random_cameras(5, seed=22)
+    pred4 = torch.eye(4, dtype=pred.dtype).repeat(5, 1, 1)
+    pred4[:, :3, :] = pred
+    pred = (pred4 @ torch.linalg.inv(pred4[0]))[:, :3, :]  # a VGGT-style prediction: E_0 = I
+
+    def four(e):
+        m = np.eye(4)
+        m[:3, :] = e[:3, :].numpy()
+        return m
+
+    g = [four(e) for e in gt]
+    g = [e @ np.linalg.inv(g[0]) for e in g]
+    p = [four(e) for e in pred]
+    rot, trans = [], []
+    for i in range(5):
+        for j in range(i + 1, 5):
+            rg, rp = np.linalg.inv(g[i]) @ g[j], np.linalg.inv(p[i]) @ p[j]
+            qg = Rotation.from_matrix(rg[:3, :3]).as_quat()
+            qp = Rotation.from_matrix(rp[:3, :3]).as_quat()
+            rot.append(np.degrees(np.arccos(np.clip(2 * np.dot(qg, qp) ** 2 - 1, -1, 1))))
+            tg, tp = rg[:3, 3] / np.linalg.norm(rg[:3, 3]), rp[:3, 3] / np.linalg.norm(rp[:3, 3])
+            angle = np.degrees(np.arccos(np.clip(abs(np.dot(tg, tp)), 0, 1)))
+            trans.append(min(angle, abs(180 - angle)))
+    err = relative_pose_errors(pred, gt, "vggt")
+    np.testing.assert_allclose(err.rot_deg.numpy(), rot, atol=1e-5)
+    np.testing.assert_allclose(err.trans_deg.numpy(), trans, atol=1e-5)

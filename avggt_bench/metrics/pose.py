@@ -16,7 +16,11 @@ from avggt_bench.models.vggt.pose_encoding import mat_to_quat
 
 EPS = 1e-15
 FAILURE_DEG = float(np.degrees(1e6))  # non-finite errors: 1e6 rad, fail every threshold
-ORDERS = ("vggt", "pi3")
+ORDERS = ("vggt", "pi3", "camera_i")
+"""Relative-pose forms over world-to-camera E: `vggt` inv(E_i)·E_j (VGGT's evaluation code,
+test_co3d.py), `pi3` E_j·inv(E_i) (π³'s evaluation code), `camera_i` E_i·inv(E_j) (the spec's
+D1 form, baseline expressed in camera i; kept as a switch). Rotation and translation errors
+differ between the three forms when the prediction is not exact."""
 
 
 @dataclass
@@ -58,11 +62,25 @@ def project_to_so3(rot: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _in_first_camera(w2c: torch.Tensor) -> torch.Tensor:
+    """`E_k·inv(E_0)`: the world re-expressed in camera 0. VGGT's evaluation does this to the
+    ground truth; VGGT's own prediction already has E_0 ≈ I, and doing it to any prediction makes
+    the `vggt` form defined for models with an arbitrary world (π³)."""
+    rot0, t0 = w2c[0, :3, :3], w2c[0, :3, 3]
+    inv0 = torch.eye(4, dtype=w2c.dtype)
+    inv0[:3, :3] = rot0.T
+    inv0[:3, 3] = -rot0.T @ t0
+    return w2c @ inv0
+
+
 def _relative(w2c: torch.Tensor, i: torch.Tensor, j: torch.Tensor, order: str):
     rot, t = w2c[:, :3, :3], w2c[:, :3, 3]
-    a, b = (i, j) if order == "vggt" else (j, i)
-    rel_rot = rot[a] @ rot[b].transpose(-1, -2)  # R_a R_bᵀ
-    rel_t = t[a] - (rel_rot @ t[b][..., None])[..., 0]  # R_a (C_b − C_a)
+    if order == "vggt":  # inv(E_i)·E_j = [R_iᵀR_j | R_iᵀ(t_j − t_i)]
+        rot_it = rot[i].transpose(-1, -2)
+        return rot_it @ rot[j], (rot_it @ (t[j] - t[i])[..., None])[..., 0]
+    a, b = (j, i) if order == "pi3" else (i, j)
+    rel_rot = rot[a] @ rot[b].transpose(-1, -2)  # E_a·inv(E_b) = [R_a R_bᵀ | R_a (C_b − C_a)]
+    rel_t = t[a] - (rel_rot @ t[b][..., None])[..., 0]
     return rel_rot, rel_t
 
 
@@ -72,8 +90,9 @@ def relative_pose_errors(
     """Rotation and translation-direction errors (degrees) over all pairs i < j (i the outer loop).
 
     `pred_w2c`, `gt_w2c`: world-to-camera `[S, 3, 4]` or `[S, 4, 4]`, any float dtype (promoted to
-    float64, rotations projected onto SO(3)). `order`: `vggt` (`T_ij = E_i·E_j⁻¹`, baseline in
-    camera i) or `pi3` (`T_ij = E_j·E_i⁻¹`, baseline in camera j). Non-finite predicted poses give
+    float64, rotations projected onto SO(3)). `order`: `vggt` (`T_ij = E_i⁻¹·E_j`, as VGGT's
+    evaluation, after re-expressing both in the first camera), `pi3` (`T_ij = E_j·E_i⁻¹`, as
+    π³'s) or `camera_i` (`E_i·E_j⁻¹`). Non-finite predicted poses give
     failure errors (`FAILURE_DEG`) for their pairs. Returns `PairErrors` (unpacks to
     `rot_deg, trans_deg`). Raises ValueError for mismatched frame counts or fewer than 2 frames.
     """
@@ -88,6 +107,8 @@ def relative_pose_errors(
     gt = gt.clone()
     pred[:, :3, :3] = project_to_so3(pred[:, :3, :3])
     gt[:, :3, :3] = project_to_so3(gt[:, :3, :3])
+    if order == "vggt":  # inv(E_i)·E_j depends on the world frame: both in the first camera's
+        gt, pred = _in_first_camera(gt), _in_first_camera(pred)
     i, j = torch.triu_indices(pred.shape[0], pred.shape[0], offset=1)
     r_gt, t_gt = _relative(gt, i, j, order)
     r_pr, t_pr = _relative(pred, i, j, order)

@@ -242,7 +242,7 @@ class Protocol:
         check("alignment.trajectory", self.alignment["trajectory"], TRAJ_ALIGNMENTS)
         check("alignment.points", self.alignment["points"], POINT_ALIGNMENTS)
         check("alignment.per", self.alignment["per"], (None, "frame", "sequence"))
-        check("compat.pair_order", self.compat["pair_order"], ("vggt", "pi3"))
+        check("compat.pair_order", self.compat["pair_order"], ("vggt", "pi3", "camera_i"))
         check("compat.traj_input", self.compat["traj_input"], ("c2w", "w2c"))
         check(
             "compat.traj_align",
