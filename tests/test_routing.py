@@ -96,3 +96,15 @@ def test_global_layers_receive_the_token_layout(vggt_small):
 def test_build_route_rejects_parameters_on_global():
     with pytest.raises(ConfigError, match="takes no parameters"):
         build_route("global(x=1)")
+
+
+def test_preset_name_with_overrides_resolves_its_interpolations_after_the_merge():
+    from avggt_bench.attention.config import resolve_routes
+
+    routes = resolve_routes(
+        {"name": "swap", "swap_layers": "3-5", "swap_route": "mean"}, "vggt", 24
+    )
+    assert routes[3:6] == ["mean"] * 3
+    assert all(r == "global" for k, r in enumerate(routes) if k not in (3, 4, 5))
+    default = resolve_routes({"name": "swap"}, "vggt", 24)
+    assert default[:9] == ["frame"] * 9 and default[9] == "global"

@@ -51,15 +51,16 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in (config_dir() / "attention").glob("*.yaml"))
 
 
-def load_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The `conf/attention/<name>.yaml` preset as a plain dict (its defaults list applied)."""
+def load_preset(name: str, seen: tuple[str, ...] = (), resolve: bool = True) -> dict[str, Any]:
+    """The `conf/attention/<name>.yaml` preset as a plain dict (its defaults list applied);
+    `resolve=False` keeps interpolations (`${...key}`) for a later merge with overrides."""
     path = config_dir() / "attention" / f"{name}.yaml"
     if not path.is_file():
         names = Registry("attention preset")
         for preset in available_presets():
             names.add(preset, dict)
         raise ConfigError(names.unknown_message(name))
-    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
     return _merge_defaults(cfg, seen or (name,))
 
 
@@ -74,7 +75,9 @@ def as_attention_config(attention: str | Mapping | DictConfig | None) -> dict[st
     elif isinstance(attention, Mapping):
         cfg = dict(attention)
         if "method" not in cfg and "name" in cfg:  # a preset name plus switch overrides
-            cfg = {**load_preset(cfg["name"]), **cfg}
+            # merged before resolving, so the preset's interpolations see the overrides
+            merged = OmegaConf.merge(load_preset(cfg["name"], resolve=False), cfg)
+            cfg = OmegaConf.to_container(merged, resolve=True)
     else:
         raise ConfigError(
             f"attention must be a preset name or a mapping, got {type(attention).__name__}"
