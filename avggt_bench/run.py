@@ -540,7 +540,7 @@ def _protocol_scene(
         transforms = None
         with stopwatch() as t_fwd:
             pred = oracle_predictions(scene, family, **_oracle_options(cfg))
-        stats = None
+        row["forward_s"] = t_fwd["s"]
     else:
         pre = preprocess(scene.images, pre_cfg)
         transforms = pre.transforms
@@ -549,9 +549,9 @@ def _protocol_scene(
         pred, stats, memory = time_repeats(
             forward, device, int(cfg.timing.warmup), int(cfg.timing.repeats)
         )
+        row["forward_s"] = stats.median_s
         row["peak_gb"] = memory.as_dict().get("peak_gb", 0.0)
         row["image_hw"] = list(images.shape[-2:])
-    row["forward_s"] = stats.median_s if stats is not None else t_fwd["s"]
     result = evaluate_scene(pred, scene, spec, transforms)
     row.update(result.as_dict())
     row["metrics_s"] = sum(result.timings.values())

@@ -7,9 +7,9 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from avggt_bench.data.cameras import unproject
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.metrics import points as P
-from avggt_bench.metrics.compare import unproject
 from avggt_bench.metrics.geometry import MetricError, umeyama_sim3
 
 needs_open3d = pytest.mark.skipif(P.open3d_version() is None, reason="Open3D not importable")
@@ -19,7 +19,7 @@ needs_open3d = pytest.mark.skipif(P.open3d_version() is None, reason="Open3D not
 def scene_cloud():
     scene = render_scene(SyntheticConfig(num_views=3, width=48, height=36, seed=2))
     pts = unproject(
-        scene.depth.double().numpy(), scene.intrinsics.numpy(), scene.extrinsics.numpy()
+        scene.intrinsics.numpy(), scene.extrinsics.numpy(), scene.depth.double().numpy()
     )
     return pts.reshape(-1, 3)
 
@@ -201,8 +201,13 @@ def test_acc_comp_timing_200k():
     a = rng.random((200_000, 3))
     b = a + rng.normal(scale=1e-3, size=a.shape)
     start = time.perf_counter()
-    P.accuracy_completeness(a, b)
+    out = P.accuracy_completeness(a, b)
     print(f"\naccuracy_completeness 200k x 200k: {time.perf_counter() - start:.2f} s")
+    # points ~0.017 apart, noise σ = 1e-3: each nearest neighbour is the partner, so both means are
+    # the mean length of a 3D Gaussian offset, σ·2·sqrt(2/π)
+    expected = 1e-3 * 2 * np.sqrt(2 / np.pi)
+    assert out["acc"] == pytest.approx(expected, rel=0.02)
+    assert out["comp"] == pytest.approx(expected, rel=0.02)
 
 
 @pytest.mark.slow

@@ -8,9 +8,10 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from avggt_bench.data.cameras import rigid_inverse
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.metrics import points as P
-from avggt_bench.metrics.geometry import rigid_inverse, to_4x4
+from avggt_bench.metrics.geometry import to_4x4
 from avggt_bench.metrics.timing import CSV_NAME, MD_NAME, TIMED, main, time_metrics
 from avggt_bench.testing.predictions import noisy_cameras, noisy_predictions
 

@@ -225,22 +225,19 @@ def project(k: np.ndarray, w2c: np.ndarray, points: np.ndarray) -> tuple[np.ndar
 
 
 def unproject(k: np.ndarray, w2c: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """z-depth `[H, W]` → world points `[H, W, 3]` float64 (pixel centres at integers, A3)."""
+    """z-depth `[..., H, W]` → world points `[..., H, W, 3]` float64 (pixel centres at integers,
+    A3); K `[..., 3, 3]` and world-to-camera `[..., 3, 4]` / `[..., 4, 4]` share leading dims."""
     depth = np.asarray(depth, dtype=np.float64)
-    h, w = depth.shape
     k = np.asarray(k, dtype=np.float64)
+    w2c = np.asarray(w2c, dtype=np.float64)
+    h, w = depth.shape[-2:]
     u = np.arange(w, dtype=np.float64)[None, :]
     v = np.arange(h, dtype=np.float64)[:, None]
-    cam = np.stack(
-        (
-            (u - k[0, 2]) * depth / k[0, 0],
-            (v - k[1, 2]) * depth / k[1, 1],
-            depth,
-        ),
-        axis=-1,
-    )
-    rot, t = np.asarray(w2c, dtype=np.float64)[:3, :3], np.asarray(w2c, dtype=np.float64)[:3, 3]
-    return (cam - t) @ rot
+    fx, fy = k[..., 0, 0, None, None], k[..., 1, 1, None, None]
+    cx, cy = k[..., 0, 2, None, None], k[..., 1, 2, None, None]
+    cam = np.stack(((u - cx) * depth / fx, (v - cy) * depth / fy, depth), axis=-1)
+    rot, t = w2c[..., :3, :3], w2c[..., :3, 3]
+    return np.einsum("...hwj,...jk->...hwk", cam - t[..., None, None, :], rot)  # Rᵀ(X − t)
 
 
 def similarity_extrinsics(w2c: np.ndarray, s: float, q: np.ndarray, v: np.ndarray) -> np.ndarray:

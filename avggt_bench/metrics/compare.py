@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avggt_bench.data.cameras import rigid_inverse, unproject
 from avggt_bench.data.scene import Scene
-from avggt_bench.metrics.geometry import INVALID_INPUT, MetricError, as_f64, rigid_inverse, to_4x4
+from avggt_bench.metrics.geometry import INVALID_INPUT, MetricError, as_f64, to_4x4
 
 __all__ = [
     "GTGrid",
@@ -83,18 +84,6 @@ def pred_conf(pred: Predictions, batch: int = 0) -> np.ndarray:
     return _first(pred.depth_conf, "depth_conf", batch)
 
 
-def unproject(depth: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> np.ndarray:
-    """World points `[S, H, W, 3]` of z-depth `[S, H, W]` (pixel centres at integers, A3)."""
-    _, h, w = depth.shape
-    u = np.arange(w, dtype=np.float64)[None, None, :]
-    v = np.arange(h, dtype=np.float64)[None, :, None]
-    fx, fy = K[:, 0, 0, None, None], K[:, 1, 1, None, None]
-    cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
-    cam = np.stack(((u - cx) * depth / fx, (v - cy) * depth / fy, depth), axis=-1)
-    rot, t = w2c[:, :3, :3], w2c[:, :3, 3]
-    return np.einsum("shwj,sjk->shwk", cam - t[:, None, None, :], rot)  # Rᵀ(X − t)
-
-
 def to_first_camera(points: np.ndarray, w2c0: np.ndarray) -> np.ndarray:
     """`X_c0 = R_0·X + t_0` (A6)."""
     return points @ w2c0[:3, :3].T + w2c0[:3, 3]
@@ -121,9 +110,9 @@ def pred_points(
         if pred.intrinsics is None:
             raise MetricError(INVALID_INPUT, "depth_unproject needs predicted intrinsics")
         pts = unproject(
-            pred_depth(pred, batch),
             _first(pred.intrinsics, "intrinsics", batch),
             pred_w2c(pred, batch),
+            pred_depth(pred, batch),
         )
     if frame == "first_camera" and (family == "pi3" or source == "depth_unproject"):
         pts = to_first_camera(pts, pred_w2c(pred, batch)[0])
@@ -173,7 +162,7 @@ class GTGrid:
         return int(self.depth.shape[1]), int(self.depth.shape[2])
 
     def points(self) -> np.ndarray:
-        return unproject(self.depth, self.K, self.w2c)
+        return unproject(self.K, self.w2c, self.depth)
 
 
 def _rescale_k(K: np.ndarray, sx: float, sy: float) -> np.ndarray:

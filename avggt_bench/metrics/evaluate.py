@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avggt_bench.data.cameras import rigid_inverse
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.metrics import compare as cmp
@@ -33,7 +34,6 @@ from avggt_bench.metrics.geometry import (
     OK,
     SKIPPED,
     MetricError,
-    rigid_inverse,
     to_4x4,
     umeyama_sim3,
 )

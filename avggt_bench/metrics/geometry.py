@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avggt_bench.data import cameras
 from avggt_bench.errors import AvggtError
 
 # Scene / metric statuses. Anything but OK is excluded from means and counted by `aggregate`.
@@ -62,20 +63,7 @@ def to_4x4(poses: Any) -> np.ndarray:
     p = as_f64(poses)
     if p.ndim != 3 or p.shape[-2:] not in ((3, 4), (4, 4)):
         raise MetricError(INVALID_INPUT, f"poses must be [S, 3, 4] or [S, 4, 4], got {p.shape}")
-    out = np.zeros((p.shape[0], 4, 4))
-    out[:, :3, :] = p[:, :3, :]
-    out[:, 3, 3] = 1.0
-    return out
-
-
-def rigid_inverse(poses: np.ndarray) -> np.ndarray:
-    """Closed-form inverse `[Rᵀ | −Rᵀt]` of `[S, 4, 4]` rigid transforms."""
-    rot_t = np.swapaxes(poses[:, :3, :3], -1, -2)
-    out = np.zeros_like(poses)
-    out[:, :3, :3] = rot_t
-    out[:, :3, 3] = -(rot_t @ poses[:, :3, 3:])[..., 0]
-    out[:, 3, 3] = 1.0
-    return out
+    return cameras.to_4x4(p)
 
 
 def rotation_angle_deg(rot: np.ndarray) -> np.ndarray:

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from avggt_bench.data.cameras import rigid_inverse, unproject
 from avggt_bench.metrics import points as pts
-from avggt_bench.metrics.compare import unproject
 from avggt_bench.metrics.depth import depth_errors
-from avggt_bench.metrics.geometry import as_f64, rigid_inverse, to_4x4, umeyama_sim3
+from avggt_bench.metrics.geometry import as_f64, to_4x4, umeyama_sim3
 from avggt_bench.metrics.pose import DEFAULT_THRESHOLDS, pose_table, relative_pose_errors
 from avggt_bench.metrics.trajectory import trajectory_errors
 
@@ -135,7 +135,7 @@ def _measure(
         raise RuntimeError(f"trajectory metrics failed on the timing scene: {traj['message']}")
 
     valid = scene.valid.numpy().astype(bool)
-    gt_points = unproject(as_f64(scene.depth), as_f64(scene.intrinsics), gt_w2c)[valid]
+    gt_points = unproject(as_f64(scene.intrinsics), gt_w2c, as_f64(scene.depth))[valid]
     pr_points = as_f64(pred.world_points[0])[valid]
     pr_points, idx = pts.subsample(pr_points, max_points, seed)
     gt_points = gt_points[idx]  # one draw for both clouds keeps the correspondence

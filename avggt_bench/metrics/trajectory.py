@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from avggt_bench.data.cameras import rigid_inverse
 from avggt_bench.metrics.geometry import (
     DEGENERATE,
     INVALID_INPUT,
@@ -24,7 +25,6 @@ from avggt_bench.metrics.geometry import (
     OK,
     MetricError,
     project_so3,
-    rigid_inverse,
     to_4x4,
     umeyama_sim3,
 )

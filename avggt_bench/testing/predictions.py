@@ -13,9 +13,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from avggt_bench.data.cameras import rigid_inverse, unproject
 from avggt_bench.data.scene import Scene
-from avggt_bench.metrics.compare import unproject
-from avggt_bench.metrics.geometry import as_f64, rigid_inverse, to_4x4
+from avggt_bench.metrics.geometry import as_f64, to_4x4
 from avggt_bench.models.predictions import Predictions
 
 
@@ -57,7 +57,7 @@ def predictions_from_scene(
     new = w2c.copy()  # E' = [R Qᵀ | s t − R Qᵀ v]
     new[:, :3, :3] = w2c[:, :3, :3] @ q.T
     new[:, :3, 3] = scale * w2c[:, :3, 3] - (new[:, :3, :3] @ v)
-    world = unproject(d, K, w2c) @ q.T * scale + v
+    world = unproject(K, w2c, d) @ q.T * scale + v
     s_views, h, w = d.shape
     local = np.einsum("shwj,skj->shwk", world, new[:, :3, :3]) + new[:, None, None, :3, 3]
 
