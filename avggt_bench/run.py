@@ -16,7 +16,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,13 @@ from avggt_bench.parent import (
     save_reference,
 )
 from avggt_bench.paths import config_dir
+from avggt_bench.precision import (
+    PRECISIONS,
+    WEIGHT_PRECISIONS,
+    autocast_context,
+    resolve_device,
+    resolve_precision,
+)
 from avggt_bench.progress import progress
 from avggt_bench.records import (
     Record,
@@ -70,45 +76,6 @@ from avggt_bench.records import (
 from avggt_bench.timing import stopwatch, time_repeats
 
 log = logging.getLogger("avggt_bench.run")
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# VGGT* as FastVGGT runs it: weights, tokens and stored layers in bf16, no autocast
-WEIGHT_PRECISIONS = {"bf16_weights": torch.bfloat16}
-
-
-def resolve_device(value: str | None) -> torch.device:
-    value = "auto" if value in (None, "auto") else str(value)
-    if value == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(value)
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"device={value!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={value!r} but CUDA is not available here; use device=cpu or auto"
-        )
-    return device
-
-
-def resolve_precision(value: str | None, device: torch.device) -> str:
-    value = "auto" if value in (None, "auto") else str(value)
-    if value == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if value not in PRECISIONS and value not in WEIGHT_PRECISIONS:
-        valid = ", ".join([*PRECISIONS, *WEIGHT_PRECISIONS])
-        raise ConfigError(f"precision={value!r} is not valid; use auto, {valid}")
-    return value
-
-
-def autocast_context(precision: str, device: torch.device):
-    """bf16/fp16 autocast around the network (the heads disable it themselves); fp32 and the
-    bf16-weights policy: none."""
-    if precision == "fp32" or precision in WEIGHT_PRECISIONS:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
 def _device_slug_resolver(device: str | None = None) -> str:
