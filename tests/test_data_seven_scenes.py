@@ -1,4 +1,4 @@
-"""7-Scenes: registered depth, conventions, protocol planning, bad input (B4, A7.4, E1.5)."""
+"""7-Scenes: registered depth, conventions, protocol planning, bad input (datasets/README.md)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def write_sequence(root, name="chess/seq-03", n=4, hw=(480, 640), depth_mm=None,
 
 
 def test_registration_known_answers():
-    """E1.5: M = I, a plane z0 maps to z0 (1 mm), positions scale by 525/585, sentinel modes."""
+    """M = I: a plane z0 maps to z0 (1 mm), positions scale by 525/585, sentinel modes."""
     raw = np.full((480, 640), 2000, np.uint16)
     reg = register_7scenes_depth(raw, transform=np.eye(4))
     interior = reg[100:380, 100:540]
@@ -225,3 +225,46 @@ def test_many_frames_decode_once_in_parallel(tmp_path, monkeypatch, capsys):
     assert peak < 0.25 * 800 * per_frame, f"peak {peak / 1e6:.1f} MB: frames are retained"
     err = capsys.readouterr().err
     assert "loading 7scenes/chess/seq-03" in err and "/800 [" in err
+
+
+def _seven_scenes_text(matrix: np.ndarray) -> str:
+    """A 4x4 block as the released `frame-XXXXXX.pose.txt` files store it: tab-separated
+    `%.7e` values with three-digit exponents (`9.9935108e-001`), a trailing tab, CRLF endings."""
+
+    def num(x: float) -> str:
+        mant, exp = f"{x:.7e}".split("e")
+        return f"{mant}e{int(exp):+04d}".rjust(15)
+
+    return "".join("\t".join(num(v) for v in row) + "\t\r\n" for row in matrix)
+
+
+def test_real_pose_format_slightly_off_rotation_is_accepted_and_recorded(tmp_path):
+    """A c2w whose rotation is 1.5e-4 away from orthonormal (as `stairs/seq-01`'s are, ≈1.46e-4)
+    is used as stored, and the scene reports the worst deviation; a 2 % scale is still rejected.
+    The split file uses CRLF line endings, as the released `TestSplit.txt` does."""
+    rot = Rotation.from_euler("xyz", [0.3, -0.2, 0.9]).as_matrix()
+    s = np.sqrt(1.0 + 1.5e-4)  # column 0 of length s: (RᵀR − I)[0, 0] = s² − 1 = 1.5e-4
+    good = np.eye(4)
+    good[:3, :3] = rot @ np.diag([s, 1.0, 1.0])
+    good[:3, 3] = [0.25, -1.5, 0.75]
+    scaled = good.copy()
+    scaled[:3, :3] = rot * 1.01
+    write_sequence(tmp_path, "stairs/seq-01", n=3)
+    folder = tmp_path / "stairs" / "seq-01"
+    for i, pose in enumerate((good, good, scaled)):
+        (folder / f"frame-{i:06d}.pose.txt").write_bytes(_seven_scenes_text(pose).encode())
+    (tmp_path / "stairs" / "TestSplit.txt").write_bytes(b"sequence1\r\nsequence4\r\n")
+    (tmp_path / "stairs" / "seq-04").mkdir()
+    text = (folder / "frame-000000.pose.txt").read_text()
+    assert "e-001\t" in text or "e+000\t" in text
+    loader = get_dataset("7scenes", tmp_path)
+    assert loader.sequences() == ["stairs/seq-01", "stairs/seq-04"]
+    scene = loader.load("stairs/seq-01")
+    assert scene.frame_ids == [0, 1] and dict(scene.dropped) == {2: "bad_rotation"}
+    # the stored c2w is used as it is: the w2c is its closed-form rigid inverse [Rᵀ | −Rᵀt]
+    parsed = np.array([[float(v) for v in line.split()] for line in text.splitlines()])
+    np.testing.assert_array_equal(scene.extrinsics[0, :, :3].numpy(), parsed[:3, :3].T)
+    dev = scene.max_rotation_deviation
+    assert dev == pytest.approx(1.5e-4, abs=2e-6)  # 7-digit text rounds the entries
+    assert scene.record_fields()["max_rotation_deviation"] == dev
+    np.testing.assert_allclose(scene.intrinsics[0].numpy(), [[F, 0, CX], [0, F, CY], [0, 0, 1]])
