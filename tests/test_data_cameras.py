@@ -95,6 +95,36 @@ def test_co3d_conversion_projects_like_pytorch3d(fmt, hw):
         cam.co3d_intrinsics(focal, pp, hw, "ndc_bogus")
 
 
+@pytest.mark.parametrize("fmt", ["ndc_isotropic", "ndc_norm_image_bounds"])
+def test_co3d_conversion_equals_pytorch3d_opencv_from_cameras_projection(fmt):
+    """The OpenCV camera PyTorch3D itself derives (`pytorch3d/renderer/camera_conversions.py`
+    `_opencv_from_cameras_projection`: negate columns 0, 1 of R and entries 0, 1 of T, transpose
+    R; scale = min(W, H)/2, principal point = −p·scale + (W/2, H/2), focal = f·scale), after
+    the `ndc_norm_image_bounds` → isotropic step CO3D data goes through
+    (`pytorch3d/implicitron/dataset/frame_data.py` `_get_pytorch3d_camera`: f and p times
+    (W, H)/min(W, H)); written out here per entry."""
+    rng = np.random.default_rng(5)
+    h, w = 600, 450
+    rot, trans = random_rotation(rng), rng.normal(size=3)
+    focal, pp = np.array([1.7, 2.1]), np.array([0.08, -0.11])
+    f_iso, p_iso = focal.copy(), pp.copy()
+    if fmt == "ndc_norm_image_bounds":
+        per_axis = np.array([w, h]) / min(w, h)
+        f_iso, p_iso = focal * per_axis, pp * per_axis
+    r3, t3 = rot.copy(), trans.copy()
+    r3[:, :2] *= -1
+    t3[:2] *= -1
+    scale = min(w, h) / 2.0
+    centre = np.array([w / 2.0, h / 2.0])
+    k_ref = np.eye(3)
+    k_ref[0, 0], k_ref[1, 1] = f_iso * scale
+    k_ref[:2, 2] = -p_iso * scale + centre
+    np.testing.assert_allclose(cam.co3d_intrinsics(focal, pp, (h, w), fmt), k_ref, atol=1e-12)
+    w2c = cam.pytorch3d_to_opencv(rot, trans)
+    np.testing.assert_allclose(w2c[:, :3], r3.T, atol=1e-15)
+    np.testing.assert_allclose(w2c[:, 3], t3, atol=1e-15)
+
+
 def test_opengl_to_opencv_flips_y_and_z():
     c2w_gl = np.eye(4)
     c2w_gl[:3, 3] = [1.0, 2.0, 3.0]
