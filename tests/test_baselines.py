@@ -195,7 +195,7 @@ def test_fastvggt_cost_rows():
     cost = vggt_cost(VGGT_1B, 1000, 28, 37, resolve_routes("fastvggt", "vggt", 24))
     g = cost.global_layers[0]
     assert g.info["length"] == 361_884
-    assert g.extra / 1e14 == pytest.approx(2.07, abs=0.01)  # matching ≈ 2.1e14 (§2.11)
+    assert g.extra / 1e14 == pytest.approx(2.07, abs=0.01)  # matching ≈ 2.1e14
     assert g.attention / 1e14 == pytest.approx(2.68, abs=0.01)  # reduced attention ≈ 2.7e14
 
 

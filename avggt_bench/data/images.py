@@ -1,4 +1,4 @@
-"""Image decoding exactly as the official VGGT loader does it (vggt.md §13, step 1).
+"""Image decoding exactly as the official VGGT loader does it.
 
 `load_image` opens a file with PIL (no EXIF transpose), composites an "RGBA" image onto opaque
 white, converts to "RGB" and returns uint8 `[H, W, 3]`. `load_images` decodes many files on a
