@@ -1,4 +1,11 @@
-"""FastVGGT merging and block-sparse attention against the spec (baselines.md FM-*, BS-*)."""
+"""FastVGGT token merging and block-sparse attention against the releases they reproduce.
+
+Block-sparse selection: sparse-vggt (github.com/brianwang00001/sparse-vggt)
+`src/sparse_vggt/models/attention.py` `predict_attention` (pooling, scores) and
+`src/sparse_vggt/utils/sparse_wrapper.py` `get_block_mask` (CDF threshold), with the fill kernel
+`triton_fill_block_map_kernel` of its SpargeAttn fork (github.com/brianwang00001/SpargeAttn,
+`spas_sage_attn/utils.py`).
+"""
 
 import pytest
 import torch
@@ -85,7 +92,7 @@ def random_qkvx(layout, heads=2, d=8, seed=0):
     return x, q, k, v
 
 
-@pytest.mark.parametrize("ratio", [0.9, 0.5, 0.2])
+@pytest.mark.parametrize("ratio", [0.9, 0.5, 0.3, 0.2])
 def test_fast_merge_equals_the_loop_reference(ratio):
     layout = TokenLayout(3, (4, 5), 5, True)
     opts = MergeOptions(merge_ratio=ratio)
@@ -188,7 +195,7 @@ def test_fastvggt_cost_rows():
     cost = vggt_cost(VGGT_1B, 1000, 28, 37, resolve_routes("fastvggt", "vggt", 24))
     g = cost.global_layers[0]
     assert g.info["length"] == 361_884
-    assert g.extra / 1e14 == pytest.approx(2.07, abs=0.01)  # matching ≈ 2.1e14 (§2.11)
+    assert g.extra / 1e14 == pytest.approx(2.07, abs=0.01)  # matching ≈ 2.1e14
     assert g.attention / 1e14 == pytest.approx(2.68, abs=0.01)  # reduced attention ≈ 2.7e14
 
 
@@ -206,8 +213,9 @@ def test_selection_worked_examples():
     assert picks(tau=0.7) == [[True, False, False]]
     assert picks(tau=0.8 - 0.5e-5) == [[True, True, False]]  # the +1e-5 tolerance
     assert picks(rho=0.5) == [[True, False, False]]  # floor(3 * 0.5) = 1
-    assert picks(tau=0.3) == [[False, False, False]]  # n = 0 allowed (official)
-    assert picks(tau=0.3, min_blocks=1) == [[True, False, False]]
+    # the release's fill kernel turns n = 0 into 1 (`n = n + 1 if n == 0`); 0 only on request
+    assert picks(tau=0.3) == [[True, False, False]]
+    assert picks(tau=0.3, min_blocks=0) == [[False, False, False]]
     ties = select_blocks(
         torch.tensor([[0.25, 0.25, 0.25, 0.25]]), BlockSparseOptions(rho=0.5, tau=None)
     )
@@ -218,6 +226,70 @@ def test_pooling_averages_only_real_members_of_the_last_block():
     x = torch.arange(10.0)[:, None].repeat(1, 2)
     pooled = pool_blocks(x, 4)
     assert pooled[:, 0].tolist() == [1.5, 5.5, 8.5]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("block", [128, 64])
+def test_pooling_is_the_release_avg_pool1d_bit_for_bit(dtype, block):
+    """`predict_attention` pools `[B, nh, T, C]` rearranged to `[(B nh), C, T]` with
+    `F.avg_pool1d(kernel_size=ks, ceil_mode=True)`; T = 3·(11·13) = 429 is no multiple of 64 or
+    128, so the last block is partial (its mean covers its real members only)."""
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(2, 3, 429, 64, generator=g) * 3 + 1).to(dtype)
+    b, nh, t, c = x.shape
+    release = torch.nn.functional.avg_pool1d(
+        x.permute(0, 1, 3, 2).reshape(b * nh, c, t), kernel_size=block, ceil_mode=True
+    )
+    release = release.reshape(b, nh, c, -1).permute(0, 1, 3, 2)
+    ours = pool_blocks(x, block)
+    assert ours.dtype == dtype and ours.shape == release.shape
+    assert torch.equal(ours, release)
+    last = x[:, :, (t // block) * block :].double().mean(-2)
+    torch.testing.assert_close(ours[:, :, -1].double(), last, rtol=1e-2, atol=1e-2)
+
+
+def test_all_zero_query_row_under_tau_only_keeps_one_block():
+    """A zero query block scores every key block equally (uniform probabilities 1/K): no prefix
+    of the CDF reaches τ = 0.05 + 1e-5 when K = 8, so searchsorted gives 0 and the release's fill
+    kernel keeps one block (the first of the equal ones here)."""
+    layout = TokenLayout(2, (4, 8), 5, True)  # T_p = 64 = 4 query blocks of 16, 8 key blocks of 8
+    q, k, _ = qkv(layout, seed=1, dtype=torch.float32)
+    opts = BlockSparseOptions(rho=None, tau=0.05, q_block=16, k_block=8)
+    geo = geometry(layout, opts, "cpu")
+    q_p = q[:, :, geo.patch_idx].clone()
+    q_p[:, :, :16] = 0.0  # query block 0 is all zero
+    mask = block_mask(q_p, k[:, :, geo.patch_idx], geo, opts)[..., : geo.k_patch_blocks]
+    assert mask[:, :, 0].sum(-1).tolist() == [[1, 1]]
+    assert mask[:, :, 0, 0].all()
+    zero = block_mask(
+        q_p,
+        k[:, :, geo.patch_idx],
+        geo,
+        BlockSparseOptions(
+            **{"rho": None, "tau": 0.05, "q_block": 16, "k_block": 8, "min_blocks": 0}
+        ),
+    )
+    assert zero[:, :, 0, : geo.k_patch_blocks].sum().item() == 0
+
+
+def test_cdf_threshold_is_a_float32_tensor_as_the_release_builds_it():
+    """`get_block_mask`: `hyperparameter_check(τ)` (float32 `torch.full`) + 1e-5, then
+    `torch.searchsorted(cdf, thr, right=True)`. With a bf16 CDF whose second entry is bf16(0.4) =
+    0.400390625, τ = 0.4 keeps one block; comparing with the Python scalar 0.40001 rounds it to
+    bf16 (0.400390625) and would keep two."""
+    vals = [0.25, 0.150390625, 0.150390625, 0.150390625, 0.150390625, 0.1484375]
+    probs = torch.tensor(vals, dtype=torch.bfloat16).view(1, 1, 1, -1)
+    cdf = torch.cumsum(probs, dim=-1)  # already in descending order
+    assert cdf[0, 0, 0, 1].item() == 0.400390625
+    release_thr = (torch.full((1,), 0.4) + 1e-5).view(1, 1, 1, 1)
+    release_n = torch.searchsorted(cdf, release_thr, right=True).squeeze(-1)
+    scalar_n = (cdf <= 0.4 + 1e-5).sum(-1)
+    assert release_n.item() == 1 and scalar_n.item() == 2
+    picked = select_blocks(probs, BlockSparseOptions(rho=None, tau=0.4))
+    assert picked.tolist() == [[[[True, False, False, False, False, False]]]]
+    # the same with the τ-count alone, min_blocks=0 (nothing else could raise the count)
+    zero = BlockSparseOptions(rho=None, tau=0.4, min_blocks=0)
+    assert select_blocks(probs, zero).sum().item() == 1
 
 
 def qkv(layout, seed=0, dtype=torch.float64, heads=2, d=16):
@@ -258,7 +330,10 @@ def test_special_queries_are_dense_and_sparsity_counts_sinks():
     out, mixer = run_mixer(opts, layout, q, k, v)
     geo = geometry(layout, opts, "cpu")
     dense = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    assert torch.equal(out[:, :, geo.special_idx], dense[:, :, geo.special_idx])
+    # two different SDPA calls (all queries vs the special ones): equal up to round-off only
+    torch.testing.assert_close(
+        out[:, :, geo.special_idx], dense[:, :, geo.special_idx], rtol=1e-12, atol=1e-12
+    )
     mask = block_mask(q[:, :, geo.patch_idx], k[:, :, geo.patch_idx], geo, opts)
     assert mixer.last["sparsity"] == pytest.approx(1 - mask.float().mean().item())
     assert mask[..., geo.k_patch_blocks :].all()  # sinks always selected
@@ -325,3 +400,23 @@ def test_block_sparse_runs_in_both_models():
             model(torch.rand(1, 3, 3, 42, 56))
         info = model.routes[-1].describe(None)
         assert 0 <= info["sparsity"] <= 1 and info["kernel"] == "gather"
+
+
+def test_clean_switch_scores_in_float32_and_plain_presets_are_the_release():
+    """`score_fp32` (block_sparse_clean) gives the mask of the float32-upcast inputs; the plain
+    presets keep the release's defaults (at least one block, no padding, input-dtype scores)."""
+    layout = TokenLayout(3, (7, 9), 5, True)
+    q, k, _ = qkv(layout, seed=5, dtype=torch.float32)
+    opts = BlockSparseOptions(rho=None, tau=0.4, q_block=16, k_block=8, score_fp32=True)
+    geo = geometry(layout, opts, "cpu")
+    q_p, k_p = q[:, :, geo.patch_idx].bfloat16(), k[:, :, geo.patch_idx].bfloat16()
+    clean = block_mask(q_p, k_p, geo, opts)
+    upcast = block_mask(
+        q_p.float(), k_p.float(), geo, BlockSparseOptions(rho=None, tau=0.4, q_block=16, k_block=8)
+    )
+    assert torch.equal(clean, upcast)
+    assert "score_fp32=1" in resolve_routes("block_sparse_clean", "vggt", 24)[0]
+    for name in ("bsa_s8", "bsa_s25", "bsa_s50", "bsa_s75"):
+        route = resolve_routes(name, "vggt", 24)[0]
+        assert "min_blocks" not in route and "pad" not in route and "fp32" not in route
+    assert BlockSparseOptions().min_blocks == 1

@@ -1,4 +1,4 @@
-"""CO3Dv2: NDC → OpenCV through the loader, float16 depth, exclusions, seeded draws (A7.1, B1)."""
+"""CO3Dv2: NDC → OpenCV through the loader, float16 depth, exclusions, seeded draws."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def write_co3d(root, sequences=None):
 
 
 def test_depth_png_float16_bits():
-    """E1.2: float16 values stored as raw bits decode exactly, times scale_adjustment."""
+    """float16 values stored as raw bits decode exactly, times scale_adjustment."""
     values = np.array([[0.0, 1.5, 2.25], [1e-3, 60000.0, 3.0]], np.float16)
     out = decode_depth_png(values.view(np.uint16), 2.0)
     np.testing.assert_array_equal(out, values.astype(np.float32) * 2)

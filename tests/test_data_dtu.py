@@ -1,4 +1,4 @@
-"""DTU (Spann3R preparation): MVSNet cams, mm → m, eroded masks (A7.8, B6, E1.9)."""
+"""DTU (Spann3R preparation): MVSNet cams, mm → m, eroded masks."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_cam_files_with_29_30_31_tokens_parse(tmp_path, tail):
 
 
 def test_erosion_matches_opencv_semantics():
-    """E1.9: a one-pixel hole grows to rows y0-4..y0+5, cols x0-4..x0+5 (anchor (5, 5)); the
+    """A one-pixel hole grows to rows y0-4..y0+5, cols x0-4..x0+5 (anchor (5, 5)); the
     image border never erodes."""
     mask = np.ones((40, 50), bool)
     mask[20, 30] = False

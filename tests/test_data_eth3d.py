@@ -1,5 +1,6 @@
-"""ETH3D: COLMAP text calibration, half-pixel rule, raw float32 depth, prepared variant (A7.3, B3,
-E1.4). Fixtures are written in the dataset's own format: cameras.txt / images.txt with comment
+"""ETH3D: COLMAP text calibration, half-pixel rule, raw float32 depth, prepared variant.
+
+Fixtures are written in the dataset's own format: cameras.txt / images.txt with comment
 headers and empty POINTS2D lines, depth as raw little-endian float32 behind a `.JPG` name."""
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def write_scene(root):
 
 
 def test_colmap_text_files_parse(tmp_path):
-    """E1.4: all three models; two lines per image with empty POINTS2D lines kept in pairing."""
+    """All three models; two lines per image with empty POINTS2D lines kept in pairing."""
     base = write_scene(tmp_path)
     cams = read_cameras(base / "dslr_calibration_jpg" / "cameras.txt")
     assert [cams[i].model for i in (0, 1, 2)] == ["THIN_PRISM_FISHEYE", "PINHOLE", "SIMPLE_PINHOLE"]

@@ -1,4 +1,4 @@
-"""Neural RGB-D: OpenGL poses, NaN blocks, numeric file order (A7.5, B5, E1.6)."""
+"""Neural RGB-D: OpenGL poses, principal point switch, NaN blocks, numeric file order."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ def write_scene(root, name="kitchen", n=12, nan_frames=(), depth_mm=None, size=(
 
 
 def test_opengl_pose_projects_like_the_native_convention(tmp_path):
-    """E1.6: a point in front of the GL camera (negative z) gets positive z and projects to the
-    analytic pixel with f = 554.2562584220408; files img2 and img10 sort numerically."""
+    """A point in front of the GL camera (negative z) gets positive z and projects to the
+    analytic pixel with f = 554.2562584220408 and the evaluation loaders' principal point
+    (320, 240); files img2 and img10 sort numerically."""
     u0, v0, z0 = 150, 300, 1.234
     x_gl = np.array([(u0 - 320) * z0 / FOCAL, -(v0 - 240) * z0 / FOCAL, -z0, 1.0])
 
@@ -48,7 +49,9 @@ def test_opengl_pose_projects_like_the_native_convention(tmp_path):
         return d
 
     write_scene(tmp_path, depth_mm=depth)
-    loader = get_dataset("nrgbd", tmp_path, load_depth=True)
+    loader = get_dataset(
+        "nrgbd", tmp_path, load_depth=True, compat={"nrgbd_principal_point": "eval_loaders"}
+    )
     assert loader.native_frame_ids("kitchen")[:4] == [0, 1, 2, 3]
     scene = loader.load("kitchen", [10, 2])
     assert scene.frame_ids == [10, 2] and scene.images[0, 0, 0, 0] == 10
@@ -84,3 +87,37 @@ def test_incomplete_scene_and_missing_root(tmp_path):
         get_dataset("nrgbd", tmp_path).load("kitchen")
     with pytest.raises(DataError, match="Neural RGB-D"):
         get_dataset("nrgbd", tmp_path / "missing")
+
+
+def authors_ray(i: float, j: float, w: int = 640, h: int = 480) -> np.ndarray:
+    """The camera-space ray direction of pixel (i, j) as the dataset authors build it
+    (neural-rgbd-surface-reconstruction `nerf_helpers.py` `get_rays`): OpenGL axes,
+    ((i + 0.5 − W/2)/f, −(j + 0.5 − H/2)/f, −1)."""
+    return np.array([(i + 0.5 - w / 2) / FOCAL, -(j + 0.5 - h / 2) / FOCAL, -1.0])
+
+
+@pytest.mark.parametrize("switch, shift", [(None, 0.0), ("authors", 0.0), ("eval_loaders", 0.5)])
+def test_principal_point_under_both_switches(tmp_path, switch, shift):
+    """A point on the authors' ray of pixel (i, j) projects to (i, j) with the authors' principal
+    point ((W−1)/2, (H−1)/2) = (319.5, 239.5), the default; the Spann3R/π³ evaluation loaders'
+    (W/2, H/2) = (320, 240) puts it half a pixel right and down."""
+    write_scene(tmp_path, n=3)
+    compat = {} if switch is None else {"nrgbd_principal_point": switch}
+    scene = get_dataset("nrgbd", tmp_path, compat=compat).load("kitchen", [2])
+    cx, cy = (320.0, 240.0) if switch == "eval_loaders" else (319.5, 239.5)
+    np.testing.assert_array_equal(scene.intrinsics[0].numpy()[:2, 2], [cx, cy])
+    i, j, z = 100, 400, 2.5
+    c2w_gl = gl_pose(2)
+    x_world = (c2w_gl @ np.append(z * authors_ray(i, j), 1.0))[:3]
+    uv, depth = project(scene.intrinsics[0].numpy(), scene.extrinsics[0].numpy(), x_world)
+    assert depth[0] == pytest.approx(z, abs=1e-9)
+    np.testing.assert_allclose(uv[0], [i + shift, j + shift], atol=1e-9)
+
+
+def test_protocol_presets_keep_the_evaluation_loaders_principal_point():
+    from avggt_bench.data.presets import load_preset, preset_names
+
+    names = [n for n in preset_names() if n.startswith("nrgbd_")]
+    assert len(names) >= 6
+    for name in names:
+        assert load_preset(name).compat.get("nrgbd_principal_point") == "eval_loaders", name

@@ -1,6 +1,6 @@
-"""Protocol presets: every config composes without data (E7.6), the synthetic presets run end to
+"""Protocol presets: every config composes without data, the synthetic presets run end to
 end, frame selection is reproducible across runs and processes, bad scenes are skipped and
-counted (E7.7), and every README section an error message names exists."""
+counted, and every README section an error message names exists."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ REQUIRED = [
     "tum_dynamics_cut3r", "scannet_fastvggt_1000", "scannet_cut3r", "sintel_cut3r",
     "synthetic_sparse", "synthetic_dense",
 ]  # fmt: skip
-IMPORTED = {  # user-supplied, not redistributed (spec F2.6)
+IMPORTED = {  # user-supplied, not redistributed
     "pi3_co3d_seq_id_map.json",
     "pi3_re10k_seq_id_map.json",
     "re10k_posediffusion_test.txt",
@@ -99,7 +99,7 @@ def test_synthetic_sparse_and_dense_presets_run_end_to_end():
 
 
 def test_faults_are_dropped_or_skipped_and_counted():
-    """E7.7: a NaN-pose frame is dropped and recorded; a scene with too few valid frames is
+    """A NaN-pose frame is dropped and recorded; a scene with too few valid frames is
     skipped with its reason; the summary counts both; nothing raises."""
     faults = list(protocol_scenes(load_preset("synthetic_faults", SMALL)))
     walk, static = faults

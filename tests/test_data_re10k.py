@@ -1,4 +1,4 @@
-"""RealEstate10K: normalised intrinsics, w2c rows, missing frames (A7.2, B2, E1.3)."""
+"""RealEstate10K: normalised intrinsics, w2c rows, missing frames."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def write_sequence(root, seq=SEQ, n=12, images=None, hw=(36, 64)):
 
 
 def test_camera_line_gives_k_and_w2c_exactly(tmp_path):
-    """E1.3: K = [[W·fx, 0, W·cx], [0, H·fy, H·cy], [0, 0, 1]]; the 12 numbers are the w2c."""
+    """K = [[W·fx, 0, W·cx], [0, H·fy, H·cy], [0, 0, 1]]; the 12 numbers are the w2c."""
     write_sequence(tmp_path)
     scene = get_dataset("re10k", tmp_path).load(SEQ, [5])
     h, w = 36, 64

@@ -1,4 +1,4 @@
-"""Frame sampling strategies and the shipped frame lists (spec C2, E7.1-E7.5, Appendix A4)."""
+"""Frame sampling strategies and the shipped frame lists."""
 
 from __future__ import annotations
 
@@ -16,21 +16,21 @@ from avggt_bench.errors import ConfigError, DataError
 
 
 def test_stride_counts():
-    """E7.1."""
+    """Stride selection from frame 0 with the preset's step."""
     assert len(sp.stride(1000, 200)) == 5 and len(sp.stride(500, 200)) == 3
     assert len(sp.stride(1000, 40)) == 25 and len(sp.stride(500, 40)) == 13
     assert sp.stride(49, 5) == list(range(0, 46, 5))
 
 
 def test_stride_min_half():
-    """E7.2: N = 3 gives stride 1 and 3 frames; a long sequence keeps kf."""
+    """N = 3 gives stride 1 and 3 frames; a long sequence keeps kf."""
     assert sp.stride_min_half(3, 500) == [0, 1, 2]
     assert sp.stride_min_half(1200, 500) == [0, 500, 1000]
     assert sp.stride_min_half(1, 500) == [0]
 
 
 def test_even_first():
-    """E7.3: 800 of 1000 → frames 0-799; 1000 of 1500 → step 1; invalid frames never appear."""
+    """800 of 1000 → frames 0-799; 1000 of 1500 → step 1; invalid frames never appear."""
     assert sp.even_first(list(range(1000)), 800) == list(range(800))
     assert sp.even_first(list(range(1500)), 1000) == list(range(1000))
     valid = [i for i in range(1000) if i % 7]
@@ -42,7 +42,7 @@ def test_even_first():
 
 
 def test_random_choice_legacy_matches_permutation_and_skips_without_draws():
-    """E7.4: first draw = RandomState(seed).permutation(N)[:n]; an excluded sequence in between
+    """First draw = RandomState(seed).permutation(N)[:n]; an excluded sequence in between
     does not change the others' draws."""
     s = sp.build_sampler({"strategy": "random_choice_legacy", "n": 10, "seed": 0})
     first = s.select("a", 120)
@@ -69,12 +69,12 @@ def test_fast_eval_subset():
 
 
 def test_first_n_stride():
-    """E1.8 (second half): [::3][:90] on 300 matches selects 0, 3, ..., 267."""
+    """[::3][:90] on 300 matches selects 0, 3, ..., 267."""
     assert sp.first_n_stride(300, 3, 90) == list(range(0, 268, 3))
 
 
 def test_frame_list_import_validation(tmp_path):
-    """E7.5: out-of-range and repeated indices and wrong sequence counts are rejected."""
+    """Out-of-range and repeated indices and wrong sequence counts are rejected."""
     with pytest.raises(DataError, match="repeats"):
         sp.validate_frame_list({"a": [1, 2, 2]})
     with pytest.raises(DataError, match="out of range"):

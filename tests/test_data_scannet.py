@@ -1,4 +1,4 @@
-"""ScanNet SensReader export: invalid poses, even_first vs fixed 90-frame grid, mesh (B7, E1.7)."""
+"""ScanNet SensReader export: invalid poses, even_first vs fixed 90-frame grid, mesh."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ K_COLOR = np.array([[1169.6, 0, 647.3, 0], [0, 1167.1, 483.7, 0], [0, 0, 1, 0], 
 def pose(i: int) -> np.ndarray:
     """A c2w whose rotation is exactly orthonormal in 6 decimals (3-4-5 and 7-24-25 triangles),
     so that the generic and the closed-form inverse agree; real exports are orthonormal only to
-    about 1e-6 (A1), which test_data_cameras covers."""
+    about 1e-6, which test_data_cameras covers."""
     rz = np.array([[0.6, -0.8, 0], [0.8, 0.6, 0], [0, 0, 1]])
     rx = np.array([[1, 0, 0], [0, 0.28, -0.96], [0, 0.96, 0.28]])
     c2w = np.eye(4)
@@ -62,7 +62,7 @@ def test_geometry_and_colour_intrinsics_rescale(tmp_path):
 
 
 def test_inf_pose_before_selection_or_dropped_from_the_grid(tmp_path):
-    """E1.7: -inf marks a frame invalid; even_first excludes it before selection; the fixed grid
+    """-inf marks a frame invalid; even_first excludes it before selection; the fixed grid
     drops it and records it."""
     write_scene(tmp_path, n=12, bad=(3,))
     loader = get_dataset("scannet", tmp_path)

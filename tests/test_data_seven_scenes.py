@@ -1,4 +1,4 @@
-"""7-Scenes: registered depth, conventions, protocol planning, bad input (B4, A7.4, E1.5)."""
+"""7-Scenes: registered depth, conventions, protocol planning, bad input (datasets/README.md)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def c2w_pose(i: int) -> np.ndarray:
 
 
 def write_sequence(root, name="chess/seq-03", n=4, hw=(480, 640), depth_mm=None, poses=None):
-    """Frames in the real layout: colour PNG, registered uint16-mm depth PNG, 4x4 c2w text."""
+    """Frames in the real layout: colour PNG, registered uint16-mm depth PNGs (the upstream and the
+    clean registration, same content here), 4x4 c2w text."""
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     scene = name.split("/")[0]
@@ -46,13 +47,14 @@ def write_sequence(root, name="chess/seq-03", n=4, hw=(480, 640), depth_mm=None,
         Image.fromarray(img).save(f"{stem}.color.png")
         d = np.full(hw, 2000, np.uint16) if depth_mm is None else depth_mm(i)
         Image.fromarray(d).save(f"{stem}.depth.proj.png")
+        Image.fromarray(d).save(f"{stem}.depth.proj.clean.png")
         pose = c2w_pose(i) if poses is None else poses(i)
         np.savetxt(f"{stem}.pose.txt", pose, fmt="%.9f")
     return folder
 
 
 def test_registration_known_answers():
-    """E1.5: M = I, a plane z0 maps to z0 (1 mm), positions scale by 525/585, sentinel modes."""
+    """M = I: a plane z0 maps to z0 (1 mm), positions scale by 525/585, sentinel modes."""
     raw = np.full((480, 640), 2000, np.uint16)
     reg = register_7scenes_depth(raw, transform=np.eye(4))
     interior = reg[100:380, 100:540]
@@ -77,8 +79,9 @@ def test_prepare_command_writes_registered_depth(tmp_path):
     folder.mkdir(parents=True)
     Image.fromarray(np.full((480, 640), 1500, np.uint16)).save(folder / "frame-000000.depth.png")
     assert prepare_main(["7scenes", "--root", str(tmp_path)]) == 0
-    reg = np.array(Image.open(folder / "frame-000000.depth.proj.png"))
-    assert reg.dtype == np.uint16 and np.median(reg[reg > 0]) == pytest.approx(1500, abs=20)
+    for name in ("frame-000000.depth.proj.png", "frame-000000.depth.proj.clean.png"):
+        reg = np.array(Image.open(folder / name))
+        assert reg.dtype == np.uint16 and np.median(reg[reg > 0]) == pytest.approx(1500, abs=20)
 
 
 def test_loader_geometry_matches_the_native_convention(tmp_path):
@@ -122,7 +125,7 @@ def test_bad_frames_are_dropped_with_reasons_or_fail_the_scene(tmp_path):
 
     folder = write_sequence(tmp_path, n=5, poses=pose)
     (folder / "frame-000002.color.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    (folder / "frame-000003.depth.proj.png").write_bytes(b"not a png")
+    (folder / "frame-000003.depth.proj.clean.png").write_bytes(b"not a png")
     loader = get_dataset("7scenes", tmp_path, load_depth=True)
     scene = loader.load("chess/seq-03")
     assert scene.frame_ids == [0, 4]
@@ -225,3 +228,103 @@ def test_many_frames_decode_once_in_parallel(tmp_path, monkeypatch, capsys):
     assert peak < 0.25 * 800 * per_frame, f"peak {peak / 1e6:.1f} MB: frames are retained"
     err = capsys.readouterr().err
     assert "loading 7scenes/chess/seq-03" in err and "/800 [" in err
+
+
+def _seven_scenes_text(matrix: np.ndarray) -> str:
+    """A 4x4 block as the released `frame-XXXXXX.pose.txt` files store it: tab-separated
+    `%.7e` values with three-digit exponents (`9.9935108e-001`), a trailing tab, CRLF endings."""
+
+    def num(x: float) -> str:
+        mant, exp = f"{x:.7e}".split("e")
+        return f"{mant}e{int(exp):+04d}".rjust(15)
+
+    return "".join("\t".join(num(v) for v in row) + "\t\r\n" for row in matrix)
+
+
+def test_real_pose_format_slightly_off_rotation_is_accepted_and_recorded(tmp_path):
+    """A c2w whose rotation is 1.5e-4 away from orthonormal (as `stairs/seq-01`'s are, ≈1.46e-4)
+    is used as stored, and the scene reports the worst deviation; a 2 % scale is still rejected.
+    The split file uses CRLF line endings, as the released `TestSplit.txt` does."""
+    rot = Rotation.from_euler("xyz", [0.3, -0.2, 0.9]).as_matrix()
+    s = np.sqrt(1.0 + 1.5e-4)  # column 0 of length s: (RᵀR − I)[0, 0] = s² − 1 = 1.5e-4
+    good = np.eye(4)
+    good[:3, :3] = rot @ np.diag([s, 1.0, 1.0])
+    good[:3, 3] = [0.25, -1.5, 0.75]
+    scaled = good.copy()
+    scaled[:3, :3] = rot * 1.01
+    write_sequence(tmp_path, "stairs/seq-01", n=3)
+    folder = tmp_path / "stairs" / "seq-01"
+    for i, pose in enumerate((good, good, scaled)):
+        (folder / f"frame-{i:06d}.pose.txt").write_bytes(_seven_scenes_text(pose).encode())
+    (tmp_path / "stairs" / "TestSplit.txt").write_bytes(b"sequence1\r\nsequence4\r\n")
+    (tmp_path / "stairs" / "seq-04").mkdir()
+    text = (folder / "frame-000000.pose.txt").read_text()
+    assert "e-001\t" in text or "e+000\t" in text
+    loader = get_dataset("7scenes", tmp_path)
+    assert loader.sequences() == ["stairs/seq-01", "stairs/seq-04"]
+    scene = loader.load("stairs/seq-01")
+    assert scene.frame_ids == [0, 1] and dict(scene.dropped) == {2: "bad_rotation"}
+    # the stored c2w is used as it is: the w2c is its closed-form rigid inverse [Rᵀ | −Rᵀt]
+    parsed = np.array([[float(v) for v in line.split()] for line in text.splitlines()])
+    np.testing.assert_array_equal(scene.extrinsics[0, :, :3].numpy(), parsed[:3, :3].T)
+    dev = scene.max_rotation_deviation
+    assert dev == pytest.approx(1.5e-4, abs=2e-6)  # 7-digit text rounds the entries
+    assert scene.record_fields()["max_rotation_deviation"] == dev
+    np.testing.assert_allclose(scene.intrinsics[0].numpy(), [[F, 0, CX], [0, F, CY], [0, 0, 1]])
+
+
+def simplerecon_register_one(v: int, u: int, raw_mm: int) -> tuple[int, int, int]:
+    """One raw depth pixel through SimpleRecon's `data_scripts/7scenes_preprocessing.py`
+    `process_frames`, step by step: float32 mm → m, eye coordinates at the pixel centre minus the
+    image centre over f_d = 585, the fixed `d_to_rgb` transform, projection with f = 525 about the
+    image centre, `round`, then `(1000 * registered_depth).astype(np.uint16)` on the float32
+    registered depth (values ≥ 65.536 m wrap modulo 2¹⁶). Returns (row, col, stored value)."""
+    from avggt_bench.data.prepare import SEVEN_SCENES_M
+
+    z = np.float32(raw_mm) / np.float32(1000)
+    eye = np.array([(u + 0.5 - 320) / 585 * z, (v + 0.5 - 240) / 585 * z, z, 1.0])
+    cam = SEVEN_SCENES_M @ eye
+    col = round(cam[0] / cam[2] * 525 + 320)
+    row = round(cam[1] / cam[2] * 525 + 240)
+    stored = int(np.int64(np.float32(1000) * np.float32(cam[2])) % 65536)
+    return row, col, stored
+
+
+def test_raw_65535_pixel_through_the_upstream_and_the_clean_registration(tmp_path):
+    """A raw 65535 ("no reading") pixel: SimpleRecon's registration stores it as 65.5+ m wrapped
+    by the uint16 cast to a few centimetres, which the evaluation loaders' filter (65535, > 10 m,
+    < 1 mm) keeps as valid depth; the clean registration drops it. The π³ presets read the
+    upstream file (`depth_sentinel: keep`), the default loader the clean one."""
+    v, u = 400, 600
+    row, col, stored = simplerecon_register_one(v, u, 65535)
+    assert 0 < stored < 1000  # wrapped: a bogus depth of under a metre
+    raw = np.zeros((480, 640), np.uint16)
+    raw[v, u] = 65535
+    upstream = register_7scenes_depth(raw, sentinel="keep")
+    clean = register_7scenes_depth(raw, sentinel="exclude")
+    assert list(zip(*np.nonzero(upstream))) == [(row, col)]
+    assert abs(int(upstream[row, col]) - stored) <= 1  # float64 here, float32 upstream: ≤ 1 mm
+    assert not clean.any()
+
+    root = tmp_path / "7scenes"  # the presets' ${paths.data}/7scenes
+    folder = root / "chess" / "seq-03"
+    write_sequence(root, n=1)
+    Image.fromarray(raw).save(folder / "frame-000000.depth.png")
+    (folder / "frame-000000.depth.proj.png").unlink()
+    (folder / "frame-000000.depth.proj.clean.png").unlink()
+    assert prepare_main(["7scenes", "--root", str(root)]) == 0
+    keep = get_dataset("7scenes", root, load_depth=True, compat={"depth_sentinel": "keep"})
+    scene = keep.load("chess/seq-03")
+    assert scene.valid[0].sum() == 1 and scene.valid[0, row, col]
+    assert scene.depth[0, row, col].item() == pytest.approx(upstream[row, col] / 1000, abs=1e-6)
+    default = get_dataset("7scenes", root, load_depth=True).load("chess/seq-03")
+    assert not default.valid.any()
+    for name in ("seven_scenes_pi3_dense", "seven_scenes_pi3_sparse"):
+        preset = load_preset(name, [f"paths.data={tmp_path}"])
+        assert preset.compat["depth_sentinel"] == "keep"
+        assert preset.build_loader().depth_suffix == "depth.proj.png"
+    clean_preset = load_preset(
+        "seven_scenes_pi3_dense",
+        [f"paths.data={tmp_path}", "dataset.compat.depth_sentinel=exclude"],
+    )
+    assert clean_preset.build_loader().depth_suffix == "depth.proj.clean.png"

@@ -1,4 +1,4 @@
-"""MPI Sintel: tagged binary `.cam` / `.dpt` files, final pass, scene units (A7.9, B9, E1.10).
+"""MPI Sintel: tagged binary `.cam` / `.dpt` files, final pass, scene units.
 Fixtures are written byte by byte in Sintel's format (float32 tag 202021.25, little-endian)."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def write_sequence(root, n=4, seq=SEQ):
 
 
 def test_cam_and_dpt_round_trip_and_tag_check(tmp_path):
-    """E1.10: values written with the tag come back exactly; a wrong tag raises."""
+    """Values written with the tag come back exactly; a wrong tag raises."""
     m, e = intrinsics_of(2), extrinsics_of(2)
     (tmp_path / "a.cam").write_bytes(cam_bytes(m, e))
     k, w2c = read_sintel_cam(tmp_path / "a.cam")

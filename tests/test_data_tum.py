@@ -1,4 +1,4 @@
-"""TUM RGB-D: timestamp matching, scalar-last quaternions, the 90-frame subset (A7.7, B8, E1.8)."""
+"""TUM RGB-D: timestamp matching, scalar-last quaternions, the 90-frame subset."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SEQ = "rgbd_dataset_freiburg3_walking_xyz"
 
 
 def test_association_is_greedy_unique_and_sorted():
-    """E1.8: candidates within 0.02 s, smallest difference first, each stamp used once."""
+    """Candidates within 0.02 s, smallest difference first, each stamp used once."""
     rgb = [1.000, 1.010, 1.050, 2.000]
     gt = [1.005, 1.012, 1.049, 1.9, 3.0]
     # 1.010 is nearest to 1.012 (0.002) and also close to 1.005 (0.005); 1.000 then takes 1.005

@@ -1,12 +1,17 @@
-"""Block-sparse global attention (FasterVGGT / Sparse-VGGT; baselines.md §3), route `block_sparse`.
+"""Block-sparse global attention ("Faster VGGT with Block-Sparse Global Attention",
+arXiv:2509.07120; the sparse-vggt release), route `block_sparse`.
 
 Special queries attend densely to every key. Patch queries attend to the key sequence
 [patch keys ; special keys] in blocks of 64: pooled query blocks (128) score pooled patch-key
 blocks, the CDF threshold τ and the sparsity cap ρ select blocks per (batch, head, query block), and
-the trailing blocks holding the special keys ("sinks") are always selected. The selection follows
-the spec exactly (including the boundary quirk B1); execution runs on a portable kernel with the
-same mask semantics: `gather` (exact softmax over the gathered blocks; CPU default and reference),
-`flex` (FlexAttention block masks, CUDA) or `masked_dense` (token-level mask; tests only).
+the trailing blocks holding the special keys ("sinks") are always selected. The selection is the
+released one (sparse-vggt `src/sparse_vggt/models/attention.py` `predict_attention` and
+`src/sparse_vggt/utils/sparse_wrapper.py` `get_block_mask`, with its SpargeAttn fork's
+`fill_block_map_triton`), including the boundary quirk (special keys sharing the last patch block);
+deviations are named switches (`pad_patch_keys`, `score_fp32`, `min_blocks=0`). Execution runs on a
+portable kernel with the same mask semantics: `gather` (exact softmax over the gathered blocks;
+CPU default and reference), `flex` (FlexAttention block masks, CUDA) or `masked_dense` (token-level
+mask; tests only).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ GATHER_KEYS_PER_CHUNK = 1 << 22  # bounds the gathered K/V of one chunk (per bat
 
 @dataclass(frozen=True)
 class BlockSparseOptions:
-    """Selection and execution switches (baselines.md §3.4-§3.10)."""
+    """Selection and execution switches (the release's values by default; see the module doc)."""
 
     rho: float | None = 0.5
     tau: float | None = 0.9
@@ -38,8 +43,9 @@ class BlockSparseOptions:
     q_block: int = 128
     k_block: int = 64
     pool_mode: str = "avg"
-    min_blocks: int = 0
-    pad_patch_keys: bool = False  # B1 fix (block_sparse_clean)
+    min_blocks: int = 1  # the release keeps >= 1 key block per query row (fill-block-map kernel)
+    pad_patch_keys: bool = False  # boundary-quirk fix (block_sparse_clean)
+    score_fp32: bool = False  # pool, score and threshold in float32, autocast off (clean)
     chunked_selection: bool = True
     selection_chunk: int = 512
     kernel: str = "auto"
@@ -59,7 +65,10 @@ class BlockSparseOptions:
         if self.pool_mode not in ("avg", "max"):
             raise ConfigError(f"pool_mode={self.pool_mode!r}; valid: avg, max")
         if self.min_blocks not in (0, 1):
-            raise ConfigError(f"min_blocks={self.min_blocks}; valid: 0 (official) or 1")
+            raise ConfigError(
+                f"min_blocks={self.min_blocks}; valid: 1 (the release: at least one key block per "
+                "query block) or 0 (a query block may see only the sinks)"
+            )
         if self.kernel not in KERNELS:
             raise ConfigError(f"kernel={self.kernel!r}; valid: {', '.join(KERNELS)}")
 
@@ -72,7 +81,7 @@ class BlockSparseOptions:
                 f"unknown block_sparse option(s) {unknown}; valid: {', '.join(sorted(names))}"
             )
         values = dict(params)
-        for key in ("pad_patch_keys", "chunked_selection"):
+        for key in ("pad_patch_keys", "chunked_selection", "score_fp32"):
             if key in values:
                 values[key] = bool(values[key])
         for key in ("rho", "tau"):
@@ -91,7 +100,7 @@ class BlockSparseOptions:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Token and block counts of one layout (§3.2, §3.5)."""
+    """Token and block counts of one layout: patch/special positions, query and key blocks."""
 
     patch_idx: torch.Tensor  # [T_p] positions of patch tokens in the sequence
     special_idx: torch.Tensor  # [T_s]
@@ -128,28 +137,49 @@ def geometry(layout: TokenLayout, opts: BlockSparseOptions, device) -> Geometry:
 
 
 def pool_blocks(x: torch.Tensor, block: int, mode: str = "avg") -> torch.Tensor:
-    """`[.., n, d]` -> `[.., ceil(n / block), d]`; the last partial block pools its real members."""
-    n = x.shape[-2]
-    blocks = math.ceil(n / block)
-    pad = blocks * block - n
-    if mode == "max":
-        padded = F.pad(x, (0, 0, 0, pad), value=float("-inf"))
-        return padded.view(*x.shape[:-2], blocks, block, x.shape[-1]).amax(-2)
-    padded = F.pad(x, (0, 0, 0, pad))
-    sums = padded.view(*x.shape[:-2], blocks, block, x.shape[-1]).sum(-2)
-    counts = torch.full((blocks,), float(block), dtype=x.dtype, device=x.device)
-    counts[-1] = block - pad
-    return sums / counts[:, None]
+    """`[.., n, d]` -> `[.., ceil(n / block), d]`; the last partial block pools its real members.
+
+    The release's call exactly (sparse-vggt `models/attention.py` `predict_attention`):
+    `F.avg_pool1d` / `F.max_pool1d` with `ceil_mode=True` over tokens laid out as
+    `[(B·H), d, n]`, in the input's dtype, so the pooled values match it bit for bit.
+    """
+    lead, (n, d) = x.shape[:-2], x.shape[-2:]
+    fn = F.avg_pool1d if mode == "avg" else F.max_pool1d
+    pooled = fn(x.reshape(-1, n, d).transpose(1, 2), kernel_size=block, ceil_mode=True)
+    return pooled.transpose(1, 2).reshape(*lead, -1, d)
+
+
+def block_probabilities(
+    q_bar: torch.Tensor, k_bar: torch.Tensor, scale: float, opts: BlockSparseOptions
+) -> torch.Tensor:
+    """softmax(q̄·k̄ᵀ·scale) over key blocks, as `predict_attention` (dtype as the inputs under
+    the caller's autocast); `score_fp32` computes it in float32 with autocast off."""
+    if not opts.score_fp32:
+        return F.softmax(q_bar @ k_bar.transpose(-1, -2) * scale, dim=-1)
+    with torch.autocast(q_bar.device.type, enabled=False):
+        scores = q_bar.float() @ k_bar.float().transpose(-1, -2) * scale
+        return F.softmax(scores, dim=-1)
+
+
+def cdf_counts(sorted_probs: torch.Tensor, tau: float, eps: float = 1e-5) -> torch.Tensor:
+    """How many leading sorted blocks have CDF <= τ + eps, as the release computes it
+    (sparse-vggt `utils/sparse_wrapper.py` `get_block_mask`): a float32 per-head threshold tensor
+    `tau + eps` and `torch.searchsorted(cdf, thr, right=True)`. A Python-scalar comparison would
+    round τ + eps to the CDF's dtype (0.40001 → 0.40039 in bf16)."""
+    cdf = torch.cumsum(sorted_probs, dim=-1)
+    # float32 like the release's per-head tensor; the same τ for every head and query block
+    thr = torch.full((*cdf.shape[:-1], 1), float(tau), device=cdf.device) + eps
+    return torch.searchsorted(cdf, thr, right=True).squeeze(-1)
 
 
 def select_blocks(probs: torch.Tensor, opts: BlockSparseOptions) -> torch.Tensor:
-    """Boolean selection `[.., K_p]` from pooled probabilities (§3.4): n = max(n_cdf, n_ρ)."""
+    """Boolean selection `[.., K_p]` from pooled probabilities: n = max(n_cdf(τ), ⌊K_p(1 − ρ)⌋),
+    at least `min_blocks` (the release: n = 0 becomes 1), the n most probable blocks kept."""
     k_p = probs.shape[-1]
     order = torch.sort(probs, dim=-1, descending=True, stable=True)  # ties: lower block first
     counts = []
     if opts.tau is not None:
-        cdf = torch.cumsum(order.values, dim=-1)
-        counts.append((cdf <= opts.tau + 1e-5).sum(-1))
+        counts.append(cdf_counts(order.values, opts.tau))
     if opts.rho is not None:
         counts.append(torch.full(probs.shape[:-1], int(k_p * (1 - opts.rho)), device=probs.device))
     if opts.topk is not None:
@@ -164,13 +194,15 @@ def block_mask(
     q_patch: torch.Tensor, k_patch: torch.Tensor, geo: Geometry, opts: BlockSparseOptions
 ) -> torch.Tensor:
     """Full block mask `[B, H, Q_b, K_tot]`: selected patch blocks plus the always-on sinks."""
-    q_bar = pool_blocks(q_patch.float(), opts.q_block, opts.pool_mode)
-    k_bar = pool_blocks(k_patch.float(), opts.k_block, opts.pool_mode)
-    scale = 1.0 / math.sqrt(q_patch.shape[-1])
+    if opts.score_fp32:
+        q_patch, k_patch = q_patch.float(), k_patch.float()
+    q_bar = pool_blocks(q_patch, opts.q_block, opts.pool_mode)
+    k_bar = pool_blocks(k_patch, opts.k_block, opts.pool_mode)
+    scale = 1 / math.sqrt(q_patch.shape[-1])
     chunk = opts.selection_chunk if opts.chunked_selection else geo.q_blocks
     parts = []
     for c0 in range(0, geo.q_blocks, chunk):
-        probs = torch.softmax(q_bar[:, :, c0 : c0 + chunk] @ k_bar.transpose(-1, -2) * scale, -1)
+        probs = block_probabilities(q_bar[:, :, c0 : c0 + chunk], k_bar, scale, opts)
         parts.append(select_blocks(probs, opts))
     patch = torch.cat(parts, dim=2)
     sinks = patch.new_ones(*patch.shape[:-1], geo.k_blocks - geo.k_patch_blocks)
@@ -336,7 +368,7 @@ class BlockSparseRoute(Route):
         return dict(self.mixer.last)
 
 
-# (rho, tau) per model family for the sparsity levels of the papers (baselines.md §3.9)
+# (rho, tau) per model family: the published settings closest to each sparsity label
 SETTINGS = {
     "bsa_s8": {"vggt": (0.10, 0.97), "pi3": (0.10, 0.97)},
     "bsa_s25": {"vggt": (0.50, 0.90), "pi3": (0.60, 0.93)},

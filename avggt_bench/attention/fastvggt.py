@@ -1,11 +1,20 @@
-"""FastVGGT token merging in global attention (route `merge`; baselines.md §2).
+"""FastVGGT token merging in global attention (route `merge`; arXiv 2509.02560, the release
+github.com/mystorm16/FastVGGT).
 
 Per global layer, from that layer's own LN1 output: a destination set (all of frame 0, the special
 tokens of every frame, one seeded random position per 2x2 cell of the other frames), a protected
 set (every 10th token), cosine matching of the remaining source tokens to their most similar
 destination (bf16, 5000-row chunks), merging of q/k/v with the same plan, dense attention on the
 shortened sequence, `proj` on the reduced rows, and unmerge by copying. The official behaviour is
-reproduced by default, quirks included (Q1-Q6); each quirk has a fix flag, off by default.
+reproduced by default, quirks included; each quirk has a fix flag, off by default:
+
+Q1 `protection`: protected tokens are every 10th token by index (`norm_topk`: the alternative);
+Q2 `aligned_grid`: a cell's dst is a flat index of the effective 2h_c x 2w_c grid (fix: true
+(row, col) of the cell);
+Q3 `dedup_protected`: protected dst tokens can appear twice and take merges;
+Q4 `no_merge_into_special`: sources may merge into camera/register tokens (an ablation);
+Q5 `single_frame_guard`: a single-frame input is merged too (fix: it runs dense);
+Q6 `per_batch_plan`: batch element 0's plan is applied to every batch element.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The loader contract shared by every dataset (spec B0) and the lazy, parallel scene assembly.
+"""The loader contract shared by every dataset and the lazy, parallel scene assembly.
 
 A loader knows its dataset's layout and native conventions; it lists sequences, gives each
 sequence's native frame list (the index space protocols refer to, invalid frames included) and

@@ -1,4 +1,4 @@
-"""CO3Dv2 (spec A7.1, B1): pose-evaluation annotations, PyTorch3D NDC cameras → OpenCV.
+"""CO3Dv2: pose-evaluation annotations, PyTorch3D NDC cameras → OpenCV.
 
 The sequences of a category and their frame order come from the prepared `<category>_<split>.jgz`
 (gzipped JSON `{sequence: [{filepath, R, T, focal_length, principal_point}, ...]}` in set-list

@@ -1,4 +1,4 @@
-"""COLMAP text model files (`cameras.txt`, `images.txt`), as ETH3D distributes them (A7.3).
+"""COLMAP text model files (`cameras.txt`, `images.txt`), as ETH3D distributes them.
 
 `images.txt` holds two lines per image, the second (POINTS2D) possibly empty, so it is parsed
 line by line without dropping empty lines before pairing. Quaternions are scalar first (wxyz)

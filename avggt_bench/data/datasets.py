@@ -11,6 +11,7 @@ job's entry point.
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -26,6 +27,8 @@ from avggt_bench.data.scene import Scene
 from avggt_bench.data.synthetic import TRAJECTORIES, SyntheticConfig, render_scene
 from avggt_bench.errors import ConfigError, DataError
 from avggt_bench.registry import Registry
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DATASETS",
@@ -230,19 +233,42 @@ class SyntheticDataset:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FOLDER_MAX_VIEWS = 200
+"""Views a folder job takes when num_views is not given (evenly spaced beyond this many)."""
+GENERIC_IMAGE_DIRS = ("images", "image", "imgs", "img", "rgb", "color", "colour", "frames")
+"""Folder names that say what the files are, not which scene: the scene takes the parent's name."""
+FOLDER_CORRUPT_FIX = "remove or replace that file in the folder"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def folder_scene_id(root: Path) -> str:
+    """The scene name of an image folder: `.../my_scene/images` → `my_scene`, else its name."""
+    root = root.resolve()
+    if root.name.lower() in GENERIC_IMAGE_DIRS and root.parent.name:
+        return root.parent.name
+    return root.name
 
 
 @DATASETS.register("folder", "your own images: every .png/.jpg/.jpeg in a folder, no ground truth")
 class FolderDataset:
-    """The sorted image files of `path`; `load_views(n)` takes n evenly spaced files."""
+    """The sorted image files of `path`; `load_views(n)` takes n evenly spaced files, and
+    `load_views(None)` every file up to `max_views` (default `FOLDER_MAX_VIEWS`)."""
 
     name = "folder"
-    options: ClassVar[dict[str, Any]] = {"path": None}
+    options: ClassVar[dict[str, Any]] = {"path": None, "max_views": FOLDER_MAX_VIEWS}
 
-    def __init__(self, path: str | None = None, root: str | None = None) -> None:
+    def __init__(
+        self, path: str | None = None, root: str | None = None, max_views: int = FOLDER_MAX_VIEWS
+    ) -> None:
         path = path or root
         if not path:
             raise ConfigError("dataset=folder needs dataset.path=/folder/with/images")
+        if isinstance(max_views, bool) or not isinstance(max_views, int) or max_views < 1:
+            raise ConfigError(f"dataset.max_views={max_views!r} must be a positive integer")
+        self.max_views = max_views
         self.root = Path(path).expanduser()
         if not self.root.is_dir():
             raise DataError(f"image folder {self.root} does not exist; check dataset.path")
@@ -251,13 +277,14 @@ class FolderDataset:
             raise DataError(
                 f"no {'/'.join(IMAGE_SUFFIXES)} files in {self.root}; the scene would be empty"
             )
+        self.scene_id = folder_scene_id(self.root)
 
     def sequences(self) -> list[str]:
-        return [self.root.name]
+        return [self.scene_id]
 
     def load(self, sequence: str | None = None, frame_ids: Sequence[int] | None = None) -> Scene:
         ids = list(range(len(self.files))) if frame_ids is None else list(frame_ids)
-        arrays = load_images([self.files[i] for i in ids])
+        arrays = load_images([self.files[i] for i in ids], fix=FOLDER_CORRUPT_FIX)
         mixed = size_mismatch_message(
             [a.shape[:2] for a in arrays],
             fix=f"resize or crop the images in {self.root} to one size",
@@ -267,20 +294,44 @@ class FolderDataset:
         images = torch.from_numpy(np.stack(arrays))
         return Scene(
             "folder",
-            self.root.name,
+            self.scene_id,
             images,
             frame_ids=[self.files[i].name for i in ids],
             frame_indices=ids,
             image_paths=[str(self.files[i]) for i in ids],
+            meta={"root": str(self.root.resolve()), "available_images": len(self.files)},
         )
 
-    def load_views(self, num_views: int) -> Scene:
-        if num_views > len(self.files):
+    def load_views(self, num_views: int | None = None) -> Scene:
+        """`num_views` evenly spaced files (first and last included); None: every file, or
+        `max_views` evenly spaced ones when the folder holds more. Logs what it took."""
+        n = len(self.files)
+        if num_views is None:
+            num_views = min(n, self.max_views)
+        elif num_views > n:
             raise DataError(
-                f"{self.root} holds {len(self.files)} images; num_views={num_views} asks for more"
+                f"{self.root} holds {_plural(n, 'image')}; num_views={num_views} asks for more "
+                f"(leave num_views unset to use all {n})"
             )
-        ids = np.linspace(0, len(self.files) - 1, num_views).round().astype(int).tolist()
-        return self.load(frame_ids=ids)
+        ids = np.linspace(0, n - 1, num_views).round().astype(int).tolist()
+        scene = self.load(frame_ids=ids)
+        h, w = scene.image_hw
+        capped = (
+            f" (capped at dataset.max_views={self.max_views}; set num_views or dataset.max_views "
+            "to take more)"
+            if num_views < n and num_views == self.max_views
+            else ""
+        )
+        log.info(
+            "folder scene %s: %s of %d, %dx%d (W x H)%s",
+            self.scene_id,
+            _plural(num_views, "image"),
+            n,
+            w,
+            h,
+            capped,
+        )
+        return scene
 
 
 def render_scene_id(cfg: SyntheticConfig) -> str:
@@ -295,7 +346,8 @@ def get_dataset(name: str, root: str | Path | None = None, **options: Any) -> An
     folder, the expected layout and the datasets/README.md section.
     """
     if name == "folder":
-        return FolderDataset(path=options.pop("path", None) or (str(root) if root else None))
+        path = options.pop("path", None) or (str(root) if root else None)
+        return FolderDataset(path=path, **options)
     return DATASETS.build(name, root, **options)
 
 

@@ -1,4 +1,4 @@
-"""DTU test scans as prepared by Spann3R (spec A7.8, B6): MVSNet cams, rendered depth, masks.
+"""DTU test scans as prepared by Spann3R: MVSNet cams, rendered depth, masks.
 
 Everything is converted from millimetres to metres on read (translations, depth); presets report
 in millimetres. Per view: the image is resized to the depth size when they differ (bilinear; the

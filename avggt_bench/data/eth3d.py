@@ -1,4 +1,4 @@
-"""ETH3D high-resolution multi-view training scenes, DSLR (spec A7.3, B3).
+"""ETH3D high-resolution multi-view training scenes, DSLR.
 
 `variant` selects what is read:
 * `pi3` (default) / `exact`: the undistorted images, sparse undistorted depth and per-image

@@ -1,4 +1,4 @@
-"""Image decoding exactly as the official VGGT loader does it (vggt.md §13, step 1).
+"""Image decoding exactly as the official VGGT loader does it.
 
 `load_image` opens a file with PIL (no EXIF transpose), composites an "RGBA" image onto opaque
 white, converts to "RGB" and returns uint8 `[H, W, 3]`. `load_images` decodes many files on a
@@ -60,11 +60,14 @@ def to_rgb(img: Image.Image, composite_alpha: bool = True) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str], *, composite_alpha: bool = True) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike[str], *, composite_alpha: bool = True, fix: str = _CORRUPT_FIX
+) -> np.ndarray:
     """Decode one image file to uint8 `[H, W, 3]` RGB, as the official VGGT loader does.
 
     The file is fully decoded (`.load()`), so truncated files are detected here rather than
-    silently padded. A missing, unreadable or corrupt file raises `DataError` naming the file.
+    silently padded. A missing, unreadable or corrupt file raises `DataError` naming the file and
+    `fix` (what to do about it; a dataset's default says to re-extract it or drop the frame).
     """
     p = Path(path)
     try:
@@ -72,19 +75,15 @@ def load_image(path: str | os.PathLike[str], *, composite_alpha: bool = True) ->
             img.load()
             rgb = to_rgb(img, composite_alpha=composite_alpha)
     except FileNotFoundError:
-        raise DataError(
-            f"image file not found: {p}; check the dataset root, or {_CORRUPT_FIX}"
-        ) from None
+        raise DataError(f"image file not found: {p}; check the dataset root, or {fix}") from None
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, ... on bad data
         raise DataError(
             f"cannot decode image {p} ({type(exc).__name__}: {exc}); the file is missing, "
-            f"truncated or corrupt: {_CORRUPT_FIX}"
+            f"truncated or corrupt: {fix}"
         ) from exc
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(
-            f"image {p} decoded to an unusable array of shape {arr.shape}; {_CORRUPT_FIX}"
-        )
+        raise DataError(f"image {p} decoded to an unusable array of shape {arr.shape}; {fix}")
     return arr
 
 
@@ -100,6 +99,7 @@ def load_images(
     progress: bool | None = None,
     *,
     composite_alpha: bool = True,
+    fix: str = _CORRUPT_FIX,
 ) -> list[np.ndarray]:
     """Decode `paths` in parallel (thread pool), in the given order, with `load_image`.
 
@@ -120,7 +120,7 @@ def load_images(
         bar = progress_bar(total=len(paths), desc="decoding images", unit="img")
 
     def one(path: str | os.PathLike[str]) -> np.ndarray:
-        arr = load_image(path, composite_alpha=composite_alpha)
+        arr = load_image(path, composite_alpha=composite_alpha, fix=fix)
         if bar is not None:
             bar.update(1)
         return arr

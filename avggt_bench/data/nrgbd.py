@@ -1,9 +1,15 @@
-"""Neural RGB-D synthetic scenes (spec A7.5, B5): OpenGL c2w poses, fixed 60° intrinsics.
+"""Neural RGB-D synthetic scenes: OpenGL c2w poses, fixed 60° intrinsics.
 
 `poses.txt` holds one 4×4 OpenGL camera-to-world block per frame; a block containing `nan` marks
 the frame invalid (`nan_pose`: dropped and recorded, never replaced by an identity pose).
 Conversion: `c2w_cv = c2w_gl · diag(1, −1, −1, 1)`, then the rigid inverse. Files are numbered
 without padding and sorted numerically (`img2` before `img10`).
+
+Principal point (compat switch `nrgbd_principal_point`): the dataset authors' ray code
+(neural-rgbd-surface-reconstruction `nerf_helpers.py` `get_rays`: direction `(i + 0.5 − W/2)/f`)
+puts it at ((W−1)/2, (H−1)/2) = (319.5, 239.5) in our pixel-centre convention (`authors`, the
+default); the Spann3R / CUT3R / π³ / FastVGGT evaluation loaders hard-code (W/2, H/2) = (320, 240)
+(`eval_loaders`, which the presets reproducing those protocols set).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from avggt_bench.data.cameras import intrinsics, opengl_c2w_to_opencv, pose_prob
 from avggt_bench.data.readers import read_png_u16
 from avggt_bench.errors import DataError
 
-__all__ = ["FOCAL", "NRGBD_K", "SCENES", "NrgbdLoader", "read_poses"]
+__all__ = ["AUTHORS_K", "FOCAL", "NRGBD_K", "SCENES", "NrgbdLoader", "read_poses"]
 
 SCENES = (
     "breakfast_room", "complete_kitchen", "green_room", "grey_white_room", "kitchen",
@@ -30,6 +36,9 @@ SCENES = (
 FOCAL = 554.2562584220408
 """320 / tan(30°): a 60° horizontal field of view at 640 px."""
 NRGBD_K = intrinsics(FOCAL, FOCAL, 320.0, 240.0)
+"""K of the upstream evaluation loaders: principal point (W/2, H/2)."""
+AUTHORS_K = intrinsics(FOCAL, FOCAL, 319.5, 239.5)
+"""K of the authors' rays (`get_rays`): principal point ((W−1)/2, (H−1)/2)."""
 
 
 def read_poses(path: Path) -> np.ndarray:
@@ -101,6 +110,12 @@ class NrgbdLoader(BaseLoader):
                 )
         return ids
 
+    @property
+    def K(self) -> np.ndarray:
+        """The intrinsics for the compat switch `nrgbd_principal_point` (default `authors`)."""
+        mode = self.compat.get("nrgbd_principal_point", "authors")
+        return NRGBD_K if mode == "eval_loaders" else AUTHORS_K
+
     def frame_infos(self, sequence: str, indices: Sequence[int]) -> list[FrameInfo]:
         poses = self._poses(sequence)
         folder = self.root / sequence
@@ -111,7 +126,7 @@ class NrgbdLoader(BaseLoader):
                 index=i,
                 frame_id=i,
                 image_path=folder / "images" / f"img{i}.png",
-                K=NRGBD_K,
+                K=self.K,
                 depth_path=folder / "depth" / f"depth{i}.png",
                 reason=pose_problem(c2w_gl),
             )

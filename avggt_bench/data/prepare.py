@@ -1,12 +1,14 @@
-"""Deterministic preparation steps (spec B0-B8): `python -m avggt_bench.data.prepare <step> ...`.
+"""Deterministic preparation steps: `python -m avggt_bench.data.prepare <step> ...`.
 
 Never downloads: every step reads folders the user has obtained and writes next to them.
 
     co3d         <category>_<split>.jgz pose-evaluation annotations from the raw CO3Dv2 files
-    7scenes      registered depth frame-XXXXXX.depth.proj.png from the raw depth (B4)
-    eth3d        undistorted images, sparse depth and cameras (--mode pi3 | exact) (B3)
-    tum          rgb_90/ and groundtruth_90.txt: association [::3][:90] (B8)
-    scannet      color_90/, depth_90/, pose_90.txt: first 270 frames at stride 3 (B7)
+    7scenes      registered depth from the raw depth: frame-XXXXXX.depth.proj.png (SimpleRecon's
+                 registration, upstream) and .depth.proj.clean.png (raw 65535 dropped)
+    eth3d        undistorted images, sparse depth and cameras (--mode pi3 | exact)
+    tum          rgb_90/ and groundtruth_90.txt: association [::3][:90]
+    scannet      color_90/, depth_90/, pose_90.txt: first 270 frames at stride 3
+(datasets/README.md describes each dataset's layout and these steps.)
     frame-lists  import π³'s random seq-id maps (CO3D, RealEstate10K) and validate them
     lists        regenerate the stride check lists shipped in datasets/lists/
 """
@@ -51,7 +53,8 @@ SEVEN_SCENES_M = np.array(
         [0.0, 0.0, 0.0, 1.0],
     ]
 )  # fmt: skip
-"""Fixed depth → colour transform of the 7-Scenes Kinect (B4)."""
+"""Fixed depth → colour transform of the 7-Scenes Kinect (`d_to_rgb` of SimpleRecon's
+`data_scripts/7scenes_preprocessing.py`)."""
 
 SEVEN_SCENES_TEST = (
     "chess/seq-03", "chess/seq-05", "fire/seq-03", "fire/seq-04", "heads/seq-01", "office/seq-02",
@@ -61,7 +64,7 @@ SEVEN_SCENES_TEST = (
 )  # fmt: skip
 
 STRIDE_COUNTS: dict[str, tuple[int, dict[str, int]]] = {
-    # list file: (stride, frames per scene) — Appendix A4 of the spec
+    # list file: (stride, frames per scene) of the released sequences (datasets/README.md)
     "seven_scenes_stride200.json": (
         200, {s: 3 if s.startswith("stairs") else 5 for s in SEVEN_SCENES_TEST}
     ),
@@ -96,7 +99,7 @@ PI3_MAPS = {
 
 
 def write_stride_lists(folder: Path) -> list[Path]:
-    """The stride check lists of A4 as `{scene: [0, k, 2k, ...]}` JSON files in `folder`."""
+    """The stride check lists (STRIDE_COUNTS) as `{scene: [0, k, ...]}` JSON files in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for name, (kf, counts) in STRIDE_COUNTS.items():
@@ -185,10 +188,11 @@ def register_7scenes_depth(
 ) -> np.ndarray:
     """Raw depth-camera PNG (uint16 mm) → registered colour-camera PNG values (uint16 mm).
 
-    B4: back-project pixel centres with the depth intrinsics, move by `transform`, project with
-    the colour intrinsics, round half to even, keep the minimum Z per target, store
-    `uint16(1000·Z)` truncated. `sentinel="exclude"` drops raw 65535 and never casts ≥ 65.535 m;
-    `"keep"` reproduces the original script (the sentinel enters as 65.535 m; casts wrap).
+    As SimpleRecon's `data_scripts/7scenes_preprocessing.py` `process_frames`: back-project pixel
+    centres with the depth intrinsics, move by `transform`, project with the colour intrinsics,
+    round half to even, keep the minimum Z per target, store `uint16(1000·Z)` truncated.
+    `sentinel="keep"` is that script (raw 65535 enters as 65.535 m; the cast wraps values
+    ≥ 65.536 m to a few cm); `"exclude"` drops raw 65535 and never casts ≥ 65.535 m.
     """
     h, w = raw.shape
     d = raw.astype(np.float64) / 1000.0
@@ -220,13 +224,21 @@ def register_7scenes_depth(
 
 
 def prepare_7scenes(root: Path, sentinel: str, overwrite: bool) -> int:
+    """Write the registered depth next to each raw `frame-XXXXXX.depth.png`: `keep` (upstream,
+    `.depth.proj.png`), `exclude` (`.depth.proj.clean.png`) or `both`; returns the files written."""
+    from avggt_bench.data.seven_scenes import DEPTH_SUFFIXES
+
+    modes = ("keep", "exclude") if sentinel == "both" else (sentinel,)
     count = 0
     for raw_path in sorted(root.glob("*/seq-*/frame-*.depth.png")):
-        out = raw_path.with_name(raw_path.name.replace(".depth.png", ".depth.proj.png"))
-        if out.exists() and not overwrite:
-            continue
-        Image.fromarray(register_7scenes_depth(read_png_u16(raw_path), sentinel=sentinel)).save(out)
-        count += 1
+        raw = None
+        for mode in modes:
+            out = raw_path.with_name(raw_path.name.replace("depth.png", DEPTH_SUFFIXES[mode]))
+            if out.exists() and not overwrite:
+                continue
+            raw = read_png_u16(raw_path) if raw is None else raw
+            Image.fromarray(register_7scenes_depth(raw, sentinel=mode)).save(out)
+            count += 1
     return count
 
 
@@ -449,7 +461,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--categories", nargs="*", default=None)
     s = sub.add_parser("7scenes", help="registered depth")
     s.add_argument("--root", type=Path, required=True)
-    s.add_argument("--sentinel", choices=("exclude", "keep"), default="exclude")
+    s.add_argument(
+        "--sentinel",
+        choices=("both", "keep", "exclude"),
+        default="both",
+        help="keep: SimpleRecon's registration (.depth.proj.png, the upstream protocols' data); "
+        "exclude: raw 65535 dropped (.depth.proj.clean.png); both (default)",
+    )
     s.add_argument("--overwrite", action="store_true")
     e = sub.add_parser("eth3d", help="undistorted images, depth, cameras")
     e.add_argument("--root", type=Path, required=True)
@@ -479,7 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {len(done)} annotation files")
         elif args.step == "7scenes":
             print(
-                f"registered {prepare_7scenes(args.root, args.sentinel, args.overwrite)} depth maps"
+                f"wrote {prepare_7scenes(args.root, args.sentinel, args.overwrite)} registered "
+                "depth maps"
             )
         elif args.step == "eth3d":
             print(f"undistorted {prepare_eth3d(args.root, args.mode, args.scenes)} images")

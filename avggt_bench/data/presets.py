@@ -1,4 +1,4 @@
-"""Protocol presets (spec C1): the `conf/dataset/<preset>.yaml` schema, validated.
+"""Protocol presets: the `conf/dataset/<preset>.yaml` schema, validated.
 
 A preset names the loader (`dataset`), the scenes, the frame sampling and everything the metric
 layer needs (`task`, `outputs`, `gt_compare`, `alignment`, `metrics`, `thresholds`,
@@ -80,16 +80,18 @@ ALIGNMENTS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 COMPAT: dict[str, tuple[Any, ...]] = {
-    "k_rescale": ("per_axis", "pi3_max_scale"),  # A2: GT intrinsics after resizing
-    "colmap_half_pixel": ("shift", "ignore"),  # A2: ETH3D principal point
+    "k_rescale": ("per_axis", "pi3_max_scale"),  # GT intrinsics after resizing (π³: one factor)
+    "colmap_half_pixel": ("shift", "ignore"),  # ETH3D principal point (π³ ignores COLMAP's 0.5)
     "pair_order": ("vggt", "pi3", "camera_i"),  # inv(E_i)E_j | E_j inv(E_i) | E_i inv(E_j)
-    "traj_input": ("c2w", "w2c"),  # D3: FastVGGT feeds w2c to the trajectory metrics
-    "traj_align": ("sim3", "sim3_then_origin"),  # D3: FastVGGT / old evo
-    "gt_relative_to_first": (False, True),  # C6.5: GT c2w re-expressed in the first valid frame
-    "median_mode": ("lower", "numpy"),  # D4 c / D6: torch lower median vs NumPy average
-    "proj_after_subsample": (False, True),  # D4 c step 6: FastVGGT's order
-    "dtu_bbox": ("python_port", "symmetric"),  # D5.4 step 3
-    "points_source": ("point_head", "depth_unproject"),  # F2.4: which VGGT output is a point map
+    "traj_input": ("c2w", "w2c"),  # FastVGGT feeds w2c to the trajectory metrics
+    "traj_align": ("sim3", "sim3_then_origin"),  # FastVGGT / old evo
+    "gt_relative_to_first": (False, True),  # GT c2w re-expressed in the first valid frame
+    "median_mode": ("lower", "numpy"),  # torch lower median vs NumPy average
+    "proj_after_subsample": (False, True),  # FastVGGT's order of projection and subsampling
+    "dtu_bbox": ("python_port", "symmetric"),  # DTU evaluation bounding box
+    "points_source": ("point_head", "depth_unproject"),  # which VGGT output is a point map
+    "depth_sentinel": ("exclude", "keep"),  # 7-Scenes: keep = SimpleRecon's wrapped 65535 depths
+    "nrgbd_principal_point": ("authors", "eval_loaders"),  # (W-1)/2 (get_rays) | W/2 (Spann3R)
 }
 """Compat switches and their allowed values (the first is the clean default)."""
 OUTPUT_KEYS = ("pose", "points", "depth", "conf_threshold")
@@ -273,7 +275,7 @@ class Preset:
         return out
 
     def list_hashes(self) -> dict[str, str | None]:
-        """sha256 of each list file used (None when absent), for the record (F1)."""
+        """sha256 of each list file used (None when absent), for the record."""
         return {
             str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
             for p in self.list_files()

@@ -1,4 +1,4 @@
-"""RealEstate10K (spec A7.2, B2): camera files plus frames extracted from the videos.
+"""RealEstate10K: camera files plus frames extracted from the videos.
 
 Each camera-file line after the URL is `timestamp_us fx fy cx cy 0 0` followed by a row-major
 3×4 OpenCV world-to-camera matrix; `fx, cx` are normalised by the image width and `fy, cy` by

@@ -1,4 +1,4 @@
-"""Frame sampling strategies of the evaluation protocols (spec C2), deterministic and seeded.
+"""Frame sampling strategies of the evaluation protocols, deterministic and seeded.
 
 A strategy maps a sequence's native frame list (N frames, positions 0..N−1, invalid frames
 included so that published lists keep their meaning) to the positions a protocol evaluates, in
@@ -128,7 +128,7 @@ def validate_frame_list(
     expected_per_sequence: int | None = None,
     where: str = "frame list",
 ) -> None:
-    """Raise DataError on repeated or out-of-range indices or wrong counts (E7.5).
+    """Raise DataError on repeated or out-of-range indices or wrong counts.
 
     `frames` gives each scene's native frame count where known (scenes absent from it are only
     checked for repeats and negatives).
@@ -239,7 +239,7 @@ class Sampler:
 
     def __post_init__(self) -> None:
         if self.cfg.strategy == "random_choice_legacy":
-            # one dedicated legacy generator per run, never the global state (C2)
+            # one dedicated legacy generator per run, never the global state
             self._rng = np.random.RandomState(self.cfg.seed)
         if self.cfg.strategy == "frame_list":
             self._list = load_frame_list(self.resolve(self.cfg.file))

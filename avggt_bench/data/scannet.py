@@ -1,4 +1,4 @@
-"""ScanNet v2 as exported by the ScanNet SensReader (spec A7.6, B7).
+"""ScanNet v2 as exported by the ScanNet SensReader.
 
 Frames are the integer stems of `color/<i>.jpg`, sorted numerically; `pose/<i>.txt` is a 4×4
 camera-to-world in OpenCV-like axes (6 decimals), and any ±inf / NaN makes the frame invalid

@@ -2,7 +2,7 @@
 
 Cameras follow OpenCV axes; extrinsics are world-to-camera `[S, 3, 4]` float64; intrinsics
 `[S, 3, 3]` float64 are valid for the stored image size; depth is z-depth in metres (or the
-dataset's native unit, `native_unit`) with 0 meaning invalid (datasets_and_metrics.md, Part A).
+dataset's native unit, `native_unit`) with 0 meaning invalid (datasets/README.md).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from avggt_bench.data.cameras import rotation_deviation
 from avggt_bench.errors import DataError
 
 
@@ -56,6 +57,21 @@ class Scene:
     @property
     def image_hw(self) -> tuple[int, int]:
         return int(self.images.shape[1]), int(self.images.shape[2])
+
+    @property
+    def max_rotation_deviation(self) -> float | None:
+        """Worst max(|RᵀR − I|, |RRᵀ − I|) of the ground-truth rotations (None without poses).
+
+        Loaders accept slightly non-orthonormal stored rotations (`data/cameras.py`
+        `ROTATION_TOL`); this says how far from a rotation the accepted ones were.
+        """
+        if self.extrinsics is None:
+            return None
+        return rotation_deviation(self.extrinsics[:, :, :3].numpy())
+
+    def record_fields(self) -> dict[str, Any]:
+        """Per-scene facts for the record's scene row (the job adds them to each row)."""
+        return {"max_rotation_deviation": self.max_rotation_deviation}
 
     def validate(self) -> None:
         """Raise DataError naming the first inconsistency."""

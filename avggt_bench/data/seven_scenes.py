@@ -1,9 +1,14 @@
-"""Microsoft 7-Scenes (spec A7.4, B4): colour, registered depth, c2w pose per frame.
+"""Microsoft 7-Scenes: colour, registered depth, c2w pose per frame.
 
 Sequence ids are `<scene>/seq-XX`; the split files (`TestSplit.txt`, lines `sequenceK`) name
-the sequences of each scene. Depth is the registered `frame-XXXXXX.depth.proj.png` (uint16 mm in
-the colour camera; `prepare 7scenes` writes it): 65535 → invalid, then > 10 m and < 1 mm invalid
-(the 10 m cut removes sentinel remnants near 65.5 m). Raw `*.depth.png` is never used here.
+the sequences of each scene. Depth is the raw depth registered to the colour camera (uint16 mm;
+`prepare 7scenes` writes it), decoded as the Spann3R / π³ evaluation loaders do: 65535 → invalid,
+then > 10 m and < 1 mm invalid. Two registrations exist (compat switch `depth_sentinel`):
+`frame-XXXXXX.depth.proj.png` is what SimpleRecon's `data_scripts/7scenes_preprocessing.py`
+writes, the file every upstream 7-Scenes evaluation reads: raw 65535 pixels enter it as 65.5 m and
+wrap in its uint16 cast to bogus 3-35 cm depths that pass the validity filter (`keep`, the
+protocol presets). `frame-XXXXXX.depth.proj.clean.png` drops them (`exclude`, the default).
+Raw `*.depth.png` is never read here.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from avggt_bench.data.cameras import intrinsics, pose_problem, rigid_inverse
 from avggt_bench.data.readers import read_matrix_text, read_png_u16
 from avggt_bench.errors import DataError
 
-__all__ = ["COLOUR_K", "SCENES", "SevenScenesLoader", "depth_from_png"]
+__all__ = ["COLOUR_K", "DEPTH_SUFFIXES", "SCENES", "SevenScenesLoader", "depth_from_png"]
 
 SCENES = ("chess", "fire", "heads", "office", "pumpkin", "redkitchen", "stairs")
 COLOUR_K = intrinsics(525.0, 525.0, 320.0, 240.0)
 """Colour intrinsics at 640×480 (the registered depth uses them too)."""
+
+DEPTH_SUFFIXES = {"keep": "depth.proj.png", "exclude": "depth.proj.clean.png"}
+"""Registered-depth file per `depth_sentinel` value (SimpleRecon's name for the upstream data)."""
 
 _FRAME = re.compile(r"^frame-(\d{6})\.color\.png$")
 
@@ -43,7 +51,7 @@ class SevenScenesLoader(BaseLoader):
     has_depth = True
     splits = ("test", "train", "all")
     options: ClassVar[dict[str, Any]] = {
-        "depth_suffix": "depth.proj.png",
+        "depth_suffix": None,  # None: DEPTH_SUFFIXES[compat depth_sentinel]
         "max_depth": 10.0,
         "min_depth": 1e-3,
     }
@@ -51,7 +59,9 @@ class SevenScenesLoader(BaseLoader):
 <root>/<scene>/                      chess fire heads office pumpkin redkitchen stairs
   TrainSplit.txt  TestSplit.txt      lines "sequenceK" -> folder seq-KK
   seq-XX/frame-000000.color.png      640x480 RGB
-  seq-XX/frame-000000.depth.proj.png registered depth, uint16 mm (prepare 7scenes)
+  seq-XX/frame-000000.depth.proj.png registered depth as SimpleRecon writes it (uint16 mm)
+  seq-XX/frame-000000.depth.proj.clean.png  the same without the wrapped 65535 pixels
+                                     (both written by `prepare 7scenes`)
   seq-XX/frame-000000.pose.txt       4x4 camera-to-world"""
 
     def sequences(self) -> list[str]:
@@ -79,6 +89,13 @@ class SevenScenesLoader(BaseLoader):
     def has_sequence(self, sequence: str) -> bool:
         return (self.root / sequence).is_dir()
 
+    @property
+    def depth_suffix(self) -> str:
+        """The registered-depth file suffix: the option, else by compat `depth_sentinel`."""
+        if self.opts["depth_suffix"]:
+            return str(self.opts["depth_suffix"])
+        return DEPTH_SUFFIXES[self.compat.get("depth_sentinel", "exclude")]
+
     def _dir(self, sequence: str) -> Path:
         path = self.root / sequence
         if not path.is_dir():
@@ -102,13 +119,13 @@ class SevenScenesLoader(BaseLoader):
                 "sequence archive"
             )
         if self.load_depth:
-            suffix = self.opts["depth_suffix"]
+            suffix = self.depth_suffix
             depths = len(list(folder.glob(f"frame-*.{suffix}")))
             if depths != len(ids):
                 raise DataError(
                     f"{folder}: {len(ids)} colour frames but {depths} '*.{suffix}' files; run "
-                    "`python -m avggt_bench.data.prepare 7scenes` (datasets/README.md, "
-                    "section '7-Scenes')"
+                    "`python -m avggt_bench.data.prepare 7scenes` (it writes both registrations; "
+                    "datasets/README.md, section '7-Scenes')"
                 )
         return ids
 
@@ -122,7 +139,7 @@ class SevenScenesLoader(BaseLoader):
                 frame_id=i,
                 image_path=Path(f"{stem}.color.png"),
                 K=COLOUR_K,
-                depth_path=Path(f"{stem}.{self.opts['depth_suffix']}"),
+                depth_path=Path(f"{stem}.{self.depth_suffix}"),
             )
             try:
                 c2w = read_matrix_text(f"{stem}.pose.txt", 4, 4)

@@ -1,4 +1,4 @@
-"""MPI Sintel training sequences (spec A7.9, B9): `.cam` (K, w2c) and `.dpt` depth, final pass.
+"""MPI Sintel training sequences: `.cam` (K, w2c) and `.dpt` depth, final pass.
 
 Units are Sintel's scene units (not metric). The camera's world-to-camera matrix is used as is
 (upstream's mean-centring of camera positions is not reproduced: it cancels under Sim(3)).

@@ -1,4 +1,4 @@
-"""TUM RGB-D (dynamic objects) trajectories (spec A7.7, B8).
+"""TUM RGB-D (dynamic objects) trajectories.
 
 The native frame list of a sequence is the timestamp association of `rgb.txt` with
 `groundtruth.txt` (the TUM `associate` rule: candidate pairs within 0.02 s, accepted greedily
