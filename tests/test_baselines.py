@@ -92,9 +92,10 @@ def random_qkvx(layout, heads=2, d=8, seed=0):
     return x, q, k, v
 
 
+@pytest.mark.parametrize("grid", [(4, 5), (5, 7)])  # (5, 7): odd width, the Q2 slot quirk
 @pytest.mark.parametrize("ratio", [0.9, 0.5, 0.3, 0.2])
-def test_fast_merge_equals_the_loop_reference(ratio):
-    layout = TokenLayout(3, (4, 5), 5, True)
+def test_fast_merge_equals_the_loop_reference(ratio, grid):
+    layout = TokenLayout(3, grid, 5, True)
     opts = MergeOptions(merge_ratio=ratio)
     x, q, k, v = random_qkvx(layout)
     part = partition(layout, opts)

@@ -89,7 +89,12 @@ def merge_reference(
     unit = [x[t] / x[t].norm() for t in range(tokens)]
     best, arg = {}, {}
     for s_tok in src:
-        sims = [float((unit[s_tok].bfloat16() * unit[d].bfloat16()).float().sum()) for d in dst]
+        # a bf16 matmul: exact products of the bf16 inputs summed in fp32, the sum rounded to
+        # bf16 (its output dtype); the rounding makes ties, which go to the lowest dst position
+        sims = [
+            float((unit[s_tok].bfloat16().float() @ unit[d].bfloat16().float()).bfloat16())
+            for d in dst
+        ]
         top = max(range(len(dst)), key=lambda i: (sims[i], -i))
         best[s_tok], arg[s_tok] = sims[top], top
     order = sorted(src, key=lambda s_tok: (-best[s_tok], s_tok))
