@@ -80,10 +80,12 @@ def load_table(
         return df, notes
     df = _latest_per_configuration(df, notes)
     df["variant"] = variant_labels(df)
+    df["source"] = pd.Categorical(df["source"], ["run", "reference"])  # a run, then its reference
     df["_order"] = ~df["is_dense"].fillna(False).astype(bool)  # dense parent first
     df["_views"] = pd.to_numeric(df["num_views"], errors="coerce")
-    keys = ["source", "machine", "model", "dataset", "_views", "_order", "variant"]
+    keys = ["machine", "model", "dataset", "_views", "_order", "variant", "source"]
     df = df.sort_values(keys, kind="stable", na_position="last").drop(columns=["_order", "_views"])
+    df["source"] = df["source"].astype(str)
     machines = sorted(df["machine"].dropna().unique())
     if len(machines) > 1:
         notes.append(
