@@ -297,7 +297,7 @@ def test_old_layout_records_are_read_with_their_machine_rebuilt(tmp_path):
     )
     df, notes = table(folder)
     assert not [n for n in notes if n["action"] == "ignored"]
-    assert set(df["machine"]) == {"cpu-intel-r-xeon-r-processor-2c-2t"}
+    assert set(df["machine"]) == {"cpu-intel-xeon-processor-2c-2t"}
     assert df["load_busy"].isna().all() and (df["flags"] == "").all()
     fast = df[df["attention"] == "avggt"].iloc[0]
     assert fast["speedup"] == pytest.approx(2.0) and fast["speedup_scenes"] == "1/2"
