@@ -205,8 +205,9 @@ def test_crashed_and_partial_jobs_are_listed_never_dropped(tmp_path):
         "run_id": "vggt_small-dense-v64-x",
         "job": {"model": "vggt_small", "attention": "dense", "num_views": 64},
         "status": "crashed",
-        "message": "process killed by signal 9 (SIGKILL); stderr tail: ...",
+        "message": "process died with exit code -9 (signal 9); stderr tail:\nstep 3\nKilled",
         "exit_code": -9,
+        "stderr_tail": ["step 3", "Killed", ""],
         "provenance": {"machine": MACHINE},
         "schema_version": SCHEMA_VERSION,
     }
@@ -222,7 +223,8 @@ def test_crashed_and_partial_jobs_are_listed_never_dropped(tmp_path):
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "Jobs: 1 ok, 1 partial, 1 crashed." in text
     listing = text.split("### Jobs that did not finish ok")[1]
-    assert "crashed" in listing and "signal 9" in listing and "-9" in listing
+    assert "crashed" in listing and "(signal 9); stderr tail: ... Killed" in listing
+    assert re.search(r"\|\s+crashed\s+\|\s+-9\s+\|", listing)  # with its exit code
     assert "partial" in listing and "1/2" in listing
 
 

@@ -56,9 +56,9 @@ def add_flags(df: pd.DataFrame) -> pd.DataFrame:
     for _, row in df.iterrows():
         names, why = [], []
         spread = row.get("spread_share")
-        if _present(spread) and spread > SPREAD_LIMIT:
+        if _present(spread) and spread > SPREAD_LIMIT + 1e-9:
             names.append(f"spread {spread:.0%}")
-            why += _causes([row])
+            why += _causes([row]) or ["no recorded cause (machine idle, enough repeats): rerun"]
         share = row.get("speedup_efficiency")
         if _present(share) and not SHARE_RANGE[0] <= share <= SHARE_RANGE[1]:
             names.append(f"{share:.0%} of cost model")

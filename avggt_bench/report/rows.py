@@ -154,12 +154,16 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     hw = inp.get("image_hw")
     timing = _timing_columns(rec)
     median = timing["forward_median_s"]
-    message = rec.get("message") or ""
+    message = (rec.get("message") or "").strip()
+    first = message.splitlines()[0] if message else ""
+    tail = [line for line in rec.get("stderr_tail") or [] if str(line).strip()]
+    if tail and str(tail[-1]) not in first:  # a crashed job: its last words
+        first = f"{first} ... {str(tail[-1]).strip()}"
     return {
         "run_id": rec.get("run_id"),
         "config_hash": rec.get("config_hash"),
         "status": rec.get("status"),
-        "message": message.splitlines()[0] if message else "",
+        "message": first,
         "exit_code": rec.get("exit_code", (rec.get("crash") or {}).get("exit_code")),
         **_provenance_columns(rec),
         "model": job.get("model"),

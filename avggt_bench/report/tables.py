@@ -68,7 +68,8 @@ def _time_cell(row: pd.Series) -> str:
         total = row.get("forward_total_s")
         if total is None or pd.isna(total):
             return ""
-        return f"{total:.3g} (sum of {row.get('scenes_ok')}/{row.get('scenes_total')} scenes)"
+        ok, n = int(row.get("scenes_ok") or 0), int(row.get("scenes_total") or 0)
+        return f"{total:.3g} (sum of {ok}/{n} scenes)"
     median = row.get("forward_median_s")
     if median is None or pd.isna(median):
         return ""
@@ -92,7 +93,7 @@ def compact_table(df: pd.DataFrame) -> pd.DataFrame:
         out["source"] = df["source"]
     out["model"] = df["model"]
     out["variant"] = df["variant"] if "variant" in df else df["attention"]
-    out["views"] = [("protocol" if pd.isna(v) else v) for v in df["num_views"]]
+    out["views"] = [("protocol" if pd.isna(v) else str(int(v))) for v in df["num_views"]]
     if (df["status"] != "ok").any():
         out["status"] = df["status"]
     out["time (s)"] = [_time_cell(r) for _, r in df.iterrows()]
@@ -150,8 +151,8 @@ def status_table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     cols = [
         c
-        for c in ("source", "machine", "model", "variant", "num_views", "status", "exit_code")
-        if c in bad and bad[c].notna().any()
+        for c in ("source", "model", "variant", "num_views", "status", "exit_code")
+        if c in bad and bad[c].notna().any() and (c != "source" or df[c].nunique() > 1)
     ]
     out = bad[cols].copy()
     if "scenes_ok" in bad and bad["scenes_ok"].notna().any():
