@@ -65,7 +65,8 @@ def _machine_section(df: pd.DataFrame, machine: str) -> list[str]:
     }
     table = table.drop(columns=list(common))
     names = sorted(df["device"].dropna().astype(str).unique())
-    lines = [f"## {machine}", ""]
+    sources = set(df["source"]) if "source" in df else {"run"}
+    lines = [f"## {machine} (reference)" if sources == {"reference"} else f"## {machine}", ""]
     if names and names != [machine]:
         lines += [f"Device: {', '.join(names)}.", ""]
     lines += [f"Jobs: {status_counts(df)}.", ""]
@@ -78,7 +79,13 @@ def _machine_section(df: pd.DataFrame, machine: str) -> list[str]:
             "fidelity and accuracy are not.",
             "",
         ]
-    lines.append(_markdown(table))
+    lines += [
+        _markdown(table),
+        "",
+        "time (s): forward median (s) of the timed repeats (protocol jobs: the sum of per-scene "
+        "medians over the scenes that finished); spread: (max - min) / median of the repeats; "
+        "memory: peak of the timed part. Every column: summary.csv.",
+    ]
     speed = speedup_table(df)
     if not speed.empty:
         lines += [
