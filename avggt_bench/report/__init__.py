@@ -225,5 +225,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb:
         from avggt_bench.loggers import push_report
 
-        push_report(paths, df)
+        push_report(paths, pd.read_csv(paths["csv"]))  # the full table as written
     return 0
