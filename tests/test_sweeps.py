@@ -112,28 +112,3 @@ def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
     assert summary["status"] == "ok" and summary["num_views"] == 2
     assert summary["forward/median_s"] == pytest.approx(rec.timings["forward"]["median_s"])
     assert summary["cost/macs"] == rec.cost["macs"]
-
-
-def test_report_says_what_it_did_with_odd_records(tmp_path):
-    good = json.loads(
-        next((REPO_DIR / "results" / "bench" / "cpu" / "records").glob("*.json")).read_text()
-    )
-    folder = tmp_path / "mixed"
-    folder.mkdir()
-    (folder / "good.json").write_text(json.dumps(good))
-    other = {**good, "provenance": {**good["provenance"], "device_name": "GPU X"}}
-    other["job"] = {**good["job"], "device": "cuda-x"}
-    (folder / "other_device.json").write_text(json.dumps(other))
-    (folder / "old.json").write_text(json.dumps({**good, "schema_version": 0}))
-    (folder / "half.json").write_text(json.dumps(good)[:200])
-    (folder / "notes.json").write_text(json.dumps({"hello": 1}))
-    df, notes = report.load_table([folder])
-    assert len(df) == 2
-    reasons = {Path(n["path"]).name: (n["action"], n["reason"]) for n in notes}
-    assert reasons["half.json"][0] == "ignored" and "half-written" in reasons["half.json"][1]
-    assert reasons["old.json"] == ("ignored", "schema version 0 (older, no converter)")
-    assert reasons["notes.json"] == ("ignored", "not a job record")
-    assert any(n["action"] == "separated" for n in notes)
-    paths = report.write_report(df, notes, tmp_path / "out")
-    text = paths["markdown"].read_text()
-    assert "## GPU X" in text and "Records not used as they are" in text

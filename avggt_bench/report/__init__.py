@@ -1,10 +1,14 @@
 """Records -> tables, plots and the comparison with published numbers.
 
-    python -m avggt_bench.report results/bench/cpu [more folders or records] [--out DIR]
+    python -m avggt_bench.report results/runs/<machine> [more folders or records]
+        [--reference results/reference/<machine>] [--out DIR] [--wandb]
 
-Writes to the output folder (default: the first path): `summary.md` (one section per device),
+Writes to the output folder (default: the first path): `summary.md` (one section per machine:
+a compact table, the speedup pivot, flagged rows and the jobs that did not finish ok),
 `summary.csv` (every column of the long table), `summary.tex`, `speedup.csv`, `plots/*.png`,
-`published_comparison.{md,csv}`, and lists in `summary.md` every record it converted or ignored.
+`published_comparison.{md,csv}`, and lists in `summary.md` every record it converted, ignored or
+superseded. With `--reference`, the reference records appear beside the run's (source
+`reference`) and each run row gets the time ratio to the same configuration in the reference.
 Reports are derived from the JSON records and never edited by hand.
 """
 
@@ -16,15 +20,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from avggt_bench.report.plots import plot_all
+from avggt_bench.report.flags import RULES, add_flags, provenance_notes
 from avggt_bench.report.published import comparison
+from avggt_bench.report.speedups import add_reference
 from avggt_bench.report.tables import (
     accuracy_table,
     add_speedups,
+    compact_table,
     find_records,
     flatten,
     load_table,
     speedup_table,
+    status_counts,
+    status_table,
     summary_table,
 )
 
@@ -40,7 +48,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-KEEP_COLUMNS = ("views", "attention")
+KEEP_COLUMNS = ("views", "variant", "time (s)", "status", "source")
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -48,42 +56,65 @@ def _markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g", missingval="")
 
 
-def _device_section(df: pd.DataFrame, device: str) -> list[str]:
-    table = summary_table(df)
+def _machine_section(df: pd.DataFrame, machine: str) -> list[str]:
+    table = compact_table(df)
     common = {
         c: table[c].iloc[0]
         for c in table.columns
         if len(table) > 1 and c not in KEEP_COLUMNS and table[c].nunique(dropna=False) == 1
     }
     table = table.drop(columns=list(common))
-    lines = [f"## {device}", ""]
+    names = sorted(df["device"].dropna().astype(str).unique())
+    sources = set(df["source"]) if "source" in df else {"run"}
+    lines = [f"## {machine} (reference)" if sources == {"reference"} else f"## {machine}", ""]
+    if names and names != [machine]:
+        lines += [f"Device: {', '.join(names)}.", ""]
+    lines += [f"Jobs: {status_counts(df)}.", ""]
+    lines += [f"> {line}" for line in provenance_notes(df)] + ([""] if provenance_notes(df) else [])
     if common:
         lines += ["Common to every row: " + "; ".join(f"{k}: {v}" for k, v in common.items()), ""]
     if (df["weights"] == "random").any():
         lines += [
             "Weights: **random** (no checkpoint). Timings and memory are meaningful; "
-            "accuracy is not.",
+            "fidelity and accuracy are not.",
             "",
         ]
-    lines.append(_markdown(table))
+    lines += [
+        _markdown(table),
+        "",
+        "time (s): forward median (s) of the timed repeats (protocol jobs: the sum of per-scene "
+        "medians over the scenes that finished); spread: (max - min) / median of the repeats; "
+        "memory: peak of the timed part. Every column: summary.csv.",
+    ]
     speed = speedup_table(df)
     if not speed.empty:
         lines += [
             "",
             "### Speedup over the dense parent",
             "",
-            "Measured in the same results (same device, precision, kernels, input); in brackets "
-            "the cost model's MAC ratio and the share of it that was realised.",
+            "Measured in the same results (same source, machine, precision, kernels, input); in "
+            "brackets the cost model's MAC ratio and the share of it that was realised. Protocol "
+            "jobs: over the scenes both sides finished.",
             "",
-            _markdown(speed.drop(columns=["device"])),
+            _markdown(speed.drop(columns=[c for c in ("machine", "device") if c in speed])),
         ]
+    flagged = df[df["flags"] != ""] if "flags" in df else df.iloc[:0]
+    lines += ["", "### Flagged rows", "", RULES, ""]
+    if flagged.empty:
+        lines.append("No row is flagged.")
+    else:
+        cols = [c for c in ("source", "model", "variant", "num_views", "flags", "flag_cause")]
+        lines.append(_markdown(flagged[[c for c in cols if c in flagged]]))
+    failed = status_table(df)
+    if not failed.empty:
+        lines += ["", "### Jobs that did not finish ok", "", _markdown(failed)]
     return [*lines, ""]
 
 
 def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str, Path]:
     """Every output file of the report; returns them by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = add_speedups(df)
+    df = add_flags(add_reference(add_speedups(df)))
     paths = {
         "markdown": out_dir / "summary.md",
         "csv": out_dir / "summary.csv",
@@ -92,11 +123,14 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
         "published_md": out_dir / "published_comparison.md",
         "published_csv": out_dir / "published_comparison.csv",
     }
-    df.drop(columns=["path"], errors="ignore").to_csv(paths["csv"], index=False)
+    hidden = ["path", *(c for c in df.columns if c.startswith("_"))]
+    df.drop(columns=hidden, errors="ignore").to_csv(paths["csv"], index=False)
     speedup_table(df).to_csv(paths["speedup"], index=False)
     summary_table(df).to_latex(paths["latex"], index=False, float_format="%.4g", na_rep="")
+    from avggt_bench.report.plots import plot_all  # matplotlib only when plots are drawn
+
     plots = plot_all(df, out_dir / "plots")
-    published = comparison(df)
+    published = comparison(df[df["source"] == "run"] if "source" in df else df)
     published.to_csv(paths["published_csv"], index=False)
     matched = published[published["ours (measured)"].notna()] if not published.empty else published
     paths["published_md"].write_text(
@@ -118,8 +152,15 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
         f"Generated by `python -m avggt_bench.report` from {len(df)} records; do not edit by hand.",
         "",
     ]
-    for device, group in df.groupby("device", sort=True):
-        lines += _device_section(group, device)
+    if "source" in df and (df["source"] == "reference").any():
+        lines += [
+            "Rows of source `reference` are the reference numbers given with `--reference`; "
+            "`time / reference` is this run's time over the same configuration's there "
+            "(speedups never pair the two).",
+            "",
+        ]
+    for machine, group in df.groupby("machine", sort=True, dropna=False):
+        lines += _machine_section(group, str(machine))
     if not accuracy.empty:
         lines += [
             "## Accuracy per protocol",
@@ -157,14 +198,21 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("paths", nargs="+", type=Path, help="record files or folders")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        default=[],
+        help="reference records (e.g. results/reference/<machine>) to put beside the run's",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--wandb", action="store_true", help="also push tables and plots to wandb")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    missing = [p for p in args.paths if not p.exists()]
+    missing = [p for p in [*args.paths, *args.reference] if not p.exists()]
     if missing:
         parser.error(f"not found: {', '.join(map(str, missing))}")
-    df, notes = load_table(args.paths)
+    df, notes = load_table(args.paths, args.reference)
     if df.empty:
         log.error("no usable records under %s", ", ".join(map(str, args.paths)))
         for note in notes:
@@ -177,5 +225,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb:
         from avggt_bench.loggers import push_report
 
-        push_report(paths, df)
+        push_report(paths, pd.read_csv(paths["csv"]))  # the full table as written
     return 0

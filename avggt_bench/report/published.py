@@ -69,8 +69,14 @@ def load(path: Path = BUILT) -> pd.DataFrame:
     return pd.read_csv(path) if path.exists() else build()
 
 
-def _cost_model_speedup(family: str, variant: str, frames: int) -> float | None:
+def _cost_model_speedup(family: str, variant: str, frames: int) -> float:
+    """The cost model's MAC ratio dense / variant for the full-size model at 518x392.
+
+    A published row maps onto one of our presets through `VARIANTS` (or the AVGGT(σ) / Aπ³(σ)
+    names); a preset that does not resolve for its family is a mistake in that mapping, so it
+    stops the report with the row named instead of leaving a blank cell."""
     from avggt_bench.attention.config import resolve_routes
+    from avggt_bench.errors import ConfigError
     from avggt_bench.flops import pi3_cost, vggt_cost
     from avggt_bench.models.pi3.model import PI3
     from avggt_bench.models.vggt.model import VGGT_1B
@@ -79,11 +85,17 @@ def _cost_model_speedup(family: str, variant: str, frames: int) -> float | None:
         if family == "vggt":
             dense = vggt_cost(VGGT_1B, frames, 28, 37, ["global"] * 24).total
             fast = vggt_cost(VGGT_1B, frames, 28, 37, resolve_routes(variant, "vggt", 24))
-        else:
+        elif family == "pi3":
             dense = pi3_cost(PI3, frames, 28, 37, ["global"] * 18).total
             fast = pi3_cost(PI3, frames, 28, 37, resolve_routes(variant, "pi3", 18))
-    except Exception:  # a preset whose cost depends on data (block-sparse) has a cap only
-        return None
+        else:
+            raise ConfigError(f"unknown model family {family!r} (expected vggt or pi3)")
+    except ConfigError as exc:
+        raise ConfigError(
+            f"published row ({family}, {variant!r}, {frames} frames): {exc}. Fix the mapping in "
+            "avggt_bench/report/published.py VARIANTS or the family/variant columns of "
+            "results/published.csv (rebuild it: python -m avggt_bench.report.published)"
+        ) from exc
     return dense / fast.total
 
 
