@@ -14,7 +14,7 @@ STAMP := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))/.avggt-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup system-deps bench test test-all lint format report clean
+.PHONY: help setup system-deps run bench test test-all lint format report clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,11 +38,14 @@ setup: system-deps $(STAMP) ## create the virtual environment (if none is active
 system-deps: ## check the system libraries the wheels link (installs libusb-1.0-0 as root)
 	@tools/system_deps.sh
 
+run: $(STAMP) ## one job or a sweep (Hydra arguments): make run ARGS="num_views=8 attention=avggt_9"
+	$(PY) -m avggt_bench.run $(ARGS)
+
 bench: $(STAMP) ## run the default benchmark sweep for this machine's device and print the summary
 	$(PY) -m avggt_bench.bench $(BENCH_ARGS)
 
-test: setup lint ## lint, then the fast test suite (what CI runs)
-	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
+test: setup lint ## lint, then the fast test suite (what CI runs), with its 15 slowest tests
+	$(PY) -m pytest -q -m "not slow and not gpu" --durations=15 $(PYTEST_ARGS)
 
 test-all: setup ## run every test, slow ones included (gpu tests skip without CUDA)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
