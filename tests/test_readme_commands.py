@@ -53,6 +53,7 @@ NOT_RUN = {
 # modules whose arguments are overrides forwarded to a Hydra entry point
 FORWARDS = {"avggt_bench.bench": ("avggt_bench.run", ["experiment=bench_cpu"])}
 PYTHONS = {"python", "python3"}
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")  # VAR=value before a program
 MAKE_VARS = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}  # this test runs under `make test`
 
 
@@ -96,16 +97,13 @@ def console_scripts() -> dict[str, str]:
     return {name: target.split(":")[0] for name, target in scripts.items()}
 
 
-def module_source(module: str) -> str:
+def is_hydra(module: str) -> bool | None:
+    """Whether the module is a Hydra entry point; None when it is not in this repository."""
     base = REPO_DIR.joinpath(*module.split("."))
     for path in (base.with_suffix(".py"), base / "__main__.py"):
         if path.is_file():
-            return path.read_text()
-    raise AssertionError(f"README runs module {module}, which is not in this repository")
-
-
-def is_hydra(module: str) -> bool:
-    return "@hydra.main" in module_source(module)
+            return "@hydra.main" in path.read_text()
+    return None
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
@@ -128,43 +126,48 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
 
 
 @dataclass
-class Cheap:
-    commands: list[list[str]]  # run one after another
+class Step:
+    command: list[str]
     kind: str  # hydra | help | make
-    overrides: list[list[str]] = field(default_factory=list)  # per command, for the Hydra check
+    overrides: list[str] = field(default_factory=list)  # for the Hydra check
 
 
-def cheap_form(command: list[str]) -> Cheap | str:
-    """How to run `command` in seconds, or the reason it is not run."""
+def cheap_form(command: list[str]) -> list[Step] | str:
+    """How to run `command` in seconds (steps run one after another), or why it is not run."""
     env_prefix = []
-    while command and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", command[0]):
+    while command and ENV_ASSIGNMENT.match(command[0]):
         env_prefix.append(command.pop(0))  # VAR=value before the program
     prog, args = command[0], command[1:]
-    scripts = console_scripts()
-    if prog == "make":
-        return Cheap([[*env_prefix, "make", "-n", *args]], "make")
-    if prog in PYTHONS:
+    name, scripts = Path(prog).name, console_scripts()
+    if name == "make":
+        return [Step([*env_prefix, prog, "-n", *args], "make")]
+    if name in PYTHONS:  # `python`, `.venv/bin/python`: the environment's interpreter
         if len(args) >= 2 and args[0] == "-m":
             launcher, module, args = [sys.executable, "-m", args[1]], args[1], args[2:]
         elif args and args[0].endswith(".py"):
-            return Cheap([[*env_prefix, sys.executable, *args, "--help"]], "help")
+            return [Step([*env_prefix, sys.executable, *args, "--help"], "help")]
         else:
             return f"`{shlex.join(command)}` starts no program of this repository"
-    elif prog in scripts:
-        launcher, module = [prog], scripts[prog]
-    elif prog in NOT_RUN:
-        return f"`{prog}` {NOT_RUN[prog]}"
+    elif name in scripts:  # `avggt-run` or `.venv/bin/avggt-run`
+        launcher, module = [prog], scripts[name]
+    elif name in NOT_RUN:
+        return f"`{name}` {NOT_RUN[name]}"
     else:
         return f"no cheap form known for `{prog}`: add one to cheap_form in {Path(__file__).name}"
     if module in FORWARDS:
         target, extra = FORWARDS[module]
         launcher, module, args = [sys.executable, "-m", target], target, [*extra, *args]
-    if not is_hydra(module):
-        return Cheap([[*env_prefix, *launcher, *args, "--help"]], "help")
+    hydra = is_hydra(module)
+    if hydra is None:
+        return f"`{module}` is not a module of this repository"
+    if not hydra:
+        return [Step([*env_prefix, *launcher, *args, "--help"], "help")]
     multirun = [a for a in args if a not in ("-m", "--multirun")]
     variants = sweep_variants(multirun) if len(multirun) < len(args) else [args]
-    commands = [[*env_prefix, *launcher, *v, "--cfg", "job", "--resolve"] for v in variants]
-    return Cheap(commands, "hydra", variants)
+    return [
+        Step([*env_prefix, *launcher, *v, "--cfg", "job", "--resolve"], "hydra", v)
+        for v in variants
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -222,20 +225,24 @@ def test_blocks_are_parsed_generically():
 
 def test_cheap_forms_by_program():
     run = cheap_form(["avggt-run", "-m", "num_views=8,16,32", "attention=dense"])
-    assert run.kind == "hydra" and [c[0] for c in run.commands] == ["avggt-run", "avggt-run"]
-    assert run.overrides == [
+    assert [(s.kind, s.command[0]) for s in run] == [("hydra", "avggt-run")] * 2
+    assert [s.overrides for s in run] == [
         ["num_views=8", "attention=dense"],
         ["num_views=32", "attention=dense"],
     ]
-    assert all(c[-3:] == ["--cfg", "job", "--resolve"] and "-m" not in c for c in run.commands)
-    bench = cheap_form(["python", "-m", "avggt_bench.bench", "num_views=8"])
+    assert all(
+        s.command[-3:] == ["--cfg", "job", "--resolve"] and "-m" not in s.command for s in run
+    )
+    (bench,) = cheap_form([".venv/bin/python", "-m", "avggt_bench.bench", "num_views=8"])
     forwarded = [sys.executable, "-m", "avggt_bench.run", "experiment=bench_cpu", "num_views=8"]
-    assert bench.commands == [[*forwarded, "--cfg", "job", "--resolve"]]
-    report = cheap_form(["python", "-m", "avggt_bench.report", "results"])
-    assert report.kind == "help" and report.commands[0][-2:] == ["results", "--help"]
-    assert cheap_form(["A=1", "make", "bench"]).commands == [["A=1", "make", "-n", "bench"]]
+    assert bench.command == [*forwarded, "--cfg", "job", "--resolve"]
+    (report,) = cheap_form(["python", "-m", "avggt_bench.report", "results"])
+    assert report.kind == "help" and report.command[-2:] == ["results", "--help"]
+    (make,) = cheap_form(["A=1", "make", "bench"])
+    assert make.command == ["A=1", "make", "-n", "bench"] and make.kind == "make"
     assert "talks to a remote" in cheap_form(["git", "clone", "x"])
     assert "no cheap form known" in cheap_form(["frobnicate"])
+    assert "not a module of this repository" in cheap_form(["python", "-m", "pytest"])
 
 
 def test_every_console_script_is_installed():
@@ -259,41 +266,46 @@ def test_readme_has_command_blocks_and_ci_runs_its_test_command():
     assert shlex.join(tests[0]) in ci, ".ci/run must run the README's test command"
 
 
+def run_step(step: Step, block: Block) -> subprocess.CompletedProcess:
+    script = "\n".join(["set -e", *block.setup, shlex.join(step.command)])
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO_DIR,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (
+        f"README.md line {block.line}: `{shlex.join(block.command)}` checked as "
+        f"`{shlex.join(step.command)}` failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+    )
+    if step.kind == "hydra":
+        check_overrides_applied(proc.stdout, step.overrides)
+    elif step.kind == "help":
+        assert "usage" in proc.stdout.lower(), proc.stdout[-1500:]
+        for arg in step.command:
+            if "/" in arg and not arg.startswith(("-", "/")) and "=" not in arg:
+                assert (REPO_DIR / arg).exists(), f"README.md line {block.line}: no {arg}"
+    return proc
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_readme_command_runs_as_typed(block):
     if not block.command:
         pytest.skip(f"README.md line {block.line}: the block has no command")
-    cheap = cheap_form(list(block.command))
-    if isinstance(cheap, str):
-        pytest.skip(f"README.md line {block.line}: {cheap}")
-    prog = cheap.commands[0][0]
-    assert (
-        os.path.isabs(prog)
-        or subprocess.run(
-            ["bash", "-c", f"command -v {shlex.quote(prog)}"],
-            env=environment(),
-            capture_output=True,
-        ).returncode
-        == 0
-    ), f"`{prog}` (README.md line {block.line}) is not on PATH after make setup"
-    for k, command in enumerate(cheap.commands):
-        script = "\n".join(["set -e", *block.setup, shlex.join(command)])
-        proc = subprocess.run(
-            ["bash", "-c", script],
-            cwd=REPO_DIR,
-            env=environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, (
-            f"README.md line {block.line}: `{shlex.join(block.command)}` checked as "
-            f"`{shlex.join(command)}` failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
-        )
-        if cheap.kind == "hydra":
-            check_overrides_applied(proc.stdout, cheap.overrides[k])
-        elif cheap.kind == "help":
-            assert "usage" in proc.stdout.lower(), proc.stdout[-1500:]
-            for arg in command:
-                if "/" in arg and not arg.startswith(("-", "/")) and "=" not in arg:
-                    assert (REPO_DIR / arg).exists(), f"README.md line {block.line}: no {arg}"
+    steps = cheap_form(list(block.command))
+    if isinstance(steps, str):
+        pytest.skip(f"README.md line {block.line}: {steps}")
+    prog = next(t for t in steps[0].command if not ENV_ASSIGNMENT.match(t))
+    found = subprocess.run(["bash", "-c", f"command -v {shlex.quote(prog)}"], env=environment())
+    assert found.returncode == 0, f"`{prog}` (README.md line {block.line}) not found after setup"
+    for step in steps:
+        proc = run_step(step, block)
+        if step.kind == "make":
+            # the dry run's last line is what the target runs (`make run ARGS=...` -> the job's
+            # command line): check that too when it starts a program of this repository
+            last = proc.stdout.strip().splitlines()[-1:]
+            more = cheap_form(shlex.split(last[0])) if last else "empty dry run"
+            for sub in more if isinstance(more, list) and more[0].kind != "make" else []:
+                run_step(sub, block)
