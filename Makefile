@@ -14,10 +14,10 @@ STAMP := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))/.avggt-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup bench test test-all lint format report clean
+.PHONY: help setup system-deps run bench test test-all lint format report clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -25,20 +25,29 @@ $(VENV)/bin/python:
 # torch is pinned here (not in pyproject): an unpinned torch pulls several GB of CUDA wheels on
 # CPU-only machines. An already installed torch that satisfies the package's range is kept.
 $(STAMP): pyproject.toml $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
+	@tools/system_deps.sh
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
-setup: $(STAMP) ## create the virtual environment (if none is active) and install the project
+setup: system-deps $(STAMP) ## create the virtual environment (if none is active) and install the project
+
+# open3d-cpu's wheel links libusb-1.0.so.0: installed with apt-get when missing and run as root,
+# otherwise the script stops with the command to run (SYSTEM_DEPS=skip to go on without it).
+system-deps: ## check the system libraries the wheels link (installs libusb-1.0-0 as root)
+	@tools/system_deps.sh
+
+run: $(STAMP) ## one job or a sweep (Hydra arguments): make run ARGS="num_views=8 attention=avggt_9"
+	$(PY) -m avggt_bench.run $(ARGS)
 
 bench: $(STAMP) ## run the default benchmark sweep for this machine's device and print the summary
 	$(PY) -m avggt_bench.bench $(BENCH_ARGS)
 
-test: $(STAMP) lint ## lint, then the fast test suite (what CI runs)
-	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
+test: setup lint ## lint, then the fast test suite (what CI runs), with its 15 slowest tests
+	$(PY) -m pytest -q -m "not slow and not gpu" --durations=15 $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## run every test, slow ones included (gpu tests skip without CUDA)
+test-all: setup ## run every test, slow ones included (gpu tests skip without CUDA)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check

@@ -1,11 +1,27 @@
+import contextlib
 import os
 
-import pytest
-import torch
+# One compute thread for the whole suite, set before torch/numpy load their thread pools. The tests
+# run tiny tensors (a few hundred tokens), where a multi-threaded op spends most of its time in
+# thread start-up and synchronisation: with the default (one thread per core) the suite took 56 min
+# on a loaded 2-core machine, a third of that with one thread. The environment variables reach the
+# subprocesses the tests spawn (jobs, sweeps), which inherit os.environ. AVGGT_TEST_THREADS changes
+# the count; a test that needs more threads asks for them with @pytest.mark.threads(n).
+TEST_THREADS = int(os.environ.get("AVGGT_TEST_THREADS", "1"))
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = str(TEST_THREADS)
 
 # Tests never reach the network: hub lookups must fail fast and say so.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(TEST_THREADS)
+# set_num_interop_threads raises once inter-op work ran (e.g. a plugin used torch first)
+with contextlib.suppress(RuntimeError):
+    torch.set_num_interop_threads(TEST_THREADS)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -15,6 +31,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads(request):
+    """The marked count for this test, and the suite's count again afterwards: a job run in-process
+    with `threads=N` must not leave N threads behind for the tests after it."""
+    marker = request.node.get_closest_marker("threads")
+    torch.set_num_threads(int(marker.args[0]) if marker else TEST_THREADS)
+    yield
+    torch.set_num_threads(TEST_THREADS)
 
 
 @pytest.fixture(scope="session")

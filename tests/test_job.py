@@ -68,6 +68,7 @@ def test_one_job_writes_a_complete_record(tmp_path):
     assert len(saved["config_hash"]) == 64
 
 
+@pytest.mark.slow  # fast suite: test_sweeps runs num_views=1,2 sweeps and reports on them
 def test_multirun_over_views_and_report(tmp_path):
     out = cli(tmp_path, "num_views=1,2", f"record.dir={tmp_path}/records", multirun=True)
     assert out.returncode == 0, out.stderr[-2000:]

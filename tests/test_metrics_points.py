@@ -171,8 +171,26 @@ def test_clipped_chamfer_and_voxels():
     pts = np.array([[0.0, 0, 0], [0.01, 0, 0], [0.2, 0, 0]])
     down = P.voxel_downsample(pts, 0.05)
     assert len(down) == 2 and np.allclose(sorted(down[:, 0]), [0.005, 0.2])
-    _, idx = P.subsample(np.arange(30.0).reshape(10, 3), 4, 33)
-    np.testing.assert_array_equal(idx, np.random.RandomState(33).choice(10, 4, replace=False))
+
+
+def test_subsample_draws_fastvggts_sample():
+    pts = np.arange(300.0).reshape(100, 3)
+    sub, idx = P.subsample(pts, 10, 33)
+    assert len(set(idx.tolist())) == 10 and idx.min() >= 0 and idx.max() < 100
+    np.testing.assert_array_equal(sub, pts[idx])
+    np.testing.assert_array_equal(P.subsample(pts, 10, 33)[1], idx)  # deterministic
+    assert not np.array_equal(P.subsample(pts, 10, 34)[1], idx)
+    same, all_idx = P.subsample(pts, 100, 33)  # small enough: every point, in order
+    assert same is pts and np.array_equal(all_idx, np.arange(100))
+    # FastVGGT's compute_chamfer_distance (vggt/utils/eval_utils.py) seeds numpy's global
+    # generator with 33 and draws np.random.choice(n, MAX_POINTS, replace=False): the same sample
+    saved = np.random.get_state()
+    try:
+        np.random.seed(33)
+        upstream = np.random.choice(100, 10, replace=False)
+    finally:
+        np.random.set_state(saved)
+    np.testing.assert_array_equal(idx, upstream)
 
 
 def test_dtu_official_semantics():

@@ -77,6 +77,7 @@ def test_each_sweep_job_runs_in_its_own_process(tmp_path):
     assert all(r["status"] == "ok" for r in recs.values())
 
 
+@pytest.mark.slow  # the same two-job sweep runs through the subprocess launcher in the fast suite
 def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     out = sweep(tmp_path, "num_views=1,2", launcher="submitit_local")
     assert out.returncode == 0, out.stderr[-3000:]
