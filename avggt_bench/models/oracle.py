@@ -17,7 +17,7 @@ import torch
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.testing.predictions import predictions_from_scene
+from avggt_bench.models.scene_predictions import predictions_from_scene
 
 ORACLE = "ground_truth"
 FAMILIES = ("vggt", "pi3")
