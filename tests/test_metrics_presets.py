@@ -144,8 +144,7 @@ def test_mv_recon_similarity_invariance_and_known_offset():
         world = pred.world_points[0].numpy().reshape(-1, 3)[scene.valid.numpy().reshape(-1)]
         second = cKDTree(world).query(world, k=2)[0][:, 1]
         offsets.append(0.25 * second[second > 0].min())  # below half the point spacing
-        for t in (pred.raw["points"], pred.world_points):
-            t += torch.tensor([0.0, 0.0, offsets[-1]], dtype=t.dtype)
+        pred.world_points += torch.tensor([0.0, 0.0, offsets[-1]], dtype=pred.world_points.dtype)
         return pred
 
     none = {**spec, "alignment": {**spec["alignment"], "type": "none"}}

@@ -1,9 +1,11 @@
-"""`Predictions` built from a scene's exact ground truth, in the shape VGGT or π³ returns them, for
-known-answer tests of the metric path (and for users checking an evaluation protocol end to end).
+"""`Predictions` built from a scene's exact ground truth, with the fields VGGT or π³ set, for
+the ground-truth oracle (`model=ground_truth`), known-answer tests of the metric path and the
+metric timing tool.
 
-The prediction lives in a similarity-transformed world `X' = s·Q·X + v` (A1): VGGT-style outputs use
-the first camera's frame scaled by s (Q, v from camera 0, as VGGT predicts), π³-style outputs any
-given (s, Q, v). Cameras, depth, points and the raw π³ keys are mutually consistent.
+The prediction lives in a similarity-transformed world `X' = s·Q·X + v` (a reconstruction is
+defined up to a similarity): VGGT-style outputs use the first camera's frame scaled by s (Q, v
+from camera 0, as VGGT predicts), π³-style outputs any given (s, Q, v). Cameras, depth and points
+are mutually consistent.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from avggt_bench.data.cameras import rigid_inverse, unproject
+from avggt_bench.data.cameras import unproject
 from avggt_bench.data.scene import Scene
 from avggt_bench.metrics.geometry import as_f64, to_4x4
 from avggt_bench.models.predictions import Predictions
@@ -36,8 +38,8 @@ def predictions_from_scene(
     translation` (defaults identity). `depth` replaces the ground-truth z-depth `[S, H, W]`
     (metres, before scaling) to inject known depth / point errors; the cameras stay exact. A scene
     without depth gets unit depth.
-    Confidences are constant (`conf`; π³ logits are `conf` too). π³-style intrinsics are the exact
-    ones (the real π³ adapter estimates them from its local points).
+    Confidences are constant: `conf` (VGGT style) or its sigmoid (π³ style). π³-style intrinsics
+    are the exact ones (the real π³ adapter estimates them from its local points).
     """
     w2c = to_4x4(scene.extrinsics)
     if family == "vggt":
@@ -66,34 +68,20 @@ def predictions_from_scene(
 
     extrinsics = torch.from_numpy(new[:, :3, :]).double()[None]
     conf_map = torch.full((1, s_views, h, w), float(conf), dtype=dtype)
-    if family == "vggt":
-        return Predictions(
-            extrinsics=extrinsics,
-            intrinsics=torch.from_numpy(K).double()[None],
-            depth=t(local[..., 2:3]),
-            depth_conf=conf_map,
-            world_points=t(world),
-            world_points_conf=conf_map,
-            image_hw=(h, w),
-            points_frame="first_camera",
-        )
-    c2w = rigid_inverse(new)
-    prob = torch.sigmoid(conf_map)
+    pi3 = family == "pi3"
+    conf_map = torch.sigmoid(conf_map) if pi3 else conf_map
     return Predictions(
         extrinsics=extrinsics,
         intrinsics=torch.from_numpy(K).double()[None],
         depth=t(local[..., 2:3]),
-        depth_conf=prob,
+        depth_conf=conf_map,
         world_points=t(world),
-        world_points_conf=prob,
+        world_points_conf=conf_map,
         image_hw=(h, w),
-        points_frame="arbitrary",
-        raw={
-            "local_points": t(local),
-            "conf": conf_map[..., None],
-            "camera_poses": t(c2w),
-            "points": t(world),
-        },
+        points_frame="arbitrary" if pi3 else "first_camera",
+        conf_kind="sigmoid" if pi3 else "exp_plus_one",
+        world_points_from_depth=pi3,
+        sources={"family": family, **{k: "ground_truth" for k in ("pose", "points", "depth")}},
     )
 
 

@@ -243,6 +243,15 @@ class Pi3(nn.Module):
         return to_predictions(local, conf, poses, points)
 
 
+# which native output fills each `Predictions` field, for the record
+SOURCES = {
+    "family": "pi3",
+    "pose": "inverse(camera_poses)",
+    "points": "points",
+    "depth": "local_points[...,2]",
+}
+
+
 def to_predictions(
     local: torch.Tensor, conf: torch.Tensor, poses: torch.Tensor, points: torch.Tensor
 ) -> Predictions:
@@ -261,6 +270,9 @@ def to_predictions(
         world_points_conf=prob,
         image_hw=(local.shape[2], local.shape[3]),
         points_frame="arbitrary",
+        conf_kind="sigmoid",
+        world_points_from_depth=True,  # points = camera_poses applied to the local points
+        sources=dict(SOURCES),
         raw={"local_points": local, "conf": conf, "camera_poses": poses, "points": points},
     )
 

@@ -36,6 +36,9 @@ class VGGTArch:
     dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
 
 
+# which native output fills each `Predictions` field, for the record
+SOURCES = {"family": "vggt", "pose": "camera_head", "points": "world_points", "depth": "depth_head"}
+
 VGGT_1B = VGGTArch("vggt", DINO_VITL14_REG, embed_dim=1024, num_heads=16, camera_heads=16)
 VGGT_SMALL = VGGTArch("vggt_small", DINO_VITS14_REG, embed_dim=384, num_heads=6, camera_heads=6)
 
@@ -111,6 +114,9 @@ class VGGT(nn.Module):
             pose_enc=pose_enc,
             pose_enc_list=pose_enc_list,
             points_frame="first_camera",
+            conf_kind="exp_plus_one",
+            world_points_from_depth=False,  # the point head is a head of its own
+            sources=dict(SOURCES),
         )
 
 
