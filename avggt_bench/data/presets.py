@@ -82,7 +82,7 @@ ALIGNMENTS: dict[str, tuple[str, ...]] = {
 COMPAT: dict[str, tuple[Any, ...]] = {
     "k_rescale": ("per_axis", "pi3_max_scale"),  # A2: GT intrinsics after resizing
     "colmap_half_pixel": ("shift", "ignore"),  # A2: ETH3D principal point
-    "pair_order": ("vggt", "pi3", "camera_i"),  # inv(E_i)E_j | E_j inv(E_i) | E_i inv(E_j)
+    "pair_order": ("vggt", "pi3", "camera_i", "vggt_first_camera_legacy"),  # metrics/pose.py
     "traj_input": ("c2w", "w2c"),  # D3: FastVGGT feeds w2c to the trajectory metrics
     "traj_align": ("sim3", "sim3_then_origin"),  # D3: FastVGGT / old evo
     "gt_relative_to_first": (False, True),  # C6.5: GT c2w re-expressed in the first valid frame

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avggt_bench.errors import ConfigError
+from avggt_bench.metrics.pose import ORDERS
 
 TASKS = ("relpose", "trajectory", "mv_recon", "scannet_recon", "video_depth", "mono_depth")
 AGGREGATIONS = ("per_scene_mean", "pooled_pairs", "per_category_mean", "pixel_weighted")
@@ -242,7 +243,7 @@ class Protocol:
         check("alignment.trajectory", self.alignment["trajectory"], TRAJ_ALIGNMENTS)
         check("alignment.points", self.alignment["points"], POINT_ALIGNMENTS)
         check("alignment.per", self.alignment["per"], (None, "frame", "sequence"))
-        check("compat.pair_order", self.compat["pair_order"], ("vggt", "pi3", "camera_i"))
+        check("compat.pair_order", self.compat["pair_order"], ORDERS)
         check("compat.traj_input", self.compat["traj_input"], ("c2w", "w2c"))
         check(
             "compat.traj_align",
