@@ -73,7 +73,7 @@ def test_relpose_perfect_and_one_rotated_camera(scene):
 
 
 def test_pooled_versus_per_category_mean(scene):
-    """E3.5: category A one perfect sequence, category B three failed ones: 50 vs 25."""
+    """Category A one perfect sequence, category B three failed ones: 50 vs 25."""
     a = render_scene(SyntheticConfig(num_views=10, width=28, height=14, seed=3))
     a.meta["category"] = "A"
     results = [evaluate_scene(predictions_from_scene(a), a, {"task": "relpose"})]

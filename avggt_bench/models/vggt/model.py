@@ -21,7 +21,8 @@ from avggt_bench.models.vggt.pose_encoding import pose_encoding_to_extri_intri
 
 @dataclass(frozen=True)
 class VGGTArch:
-    """Architecture hyper-parameters; none is read from the checkpoint (vggt.md §2, §15)."""
+    """Architecture hyper-parameters (those of facebookresearch/vggt `vggt/models/vggt.py`); none
+    is read from the checkpoint."""
 
     name: str
     dino: DinoArch
@@ -47,7 +48,7 @@ class VGGT(nn.Module):
     """VGGT with the official parameter names; `forward` returns `Predictions`.
 
     `memory_lean` keeps only the aggregator outputs the heads read (layers 4, 11, 17, 23) instead of
-    all 24: identical numbers, much lower peak memory (vggt.md §14).
+    all 24: identical numbers, much lower peak memory.
     """
 
     family = "vggt"
