@@ -311,6 +311,22 @@ def test_named_variants_resolve_to_the_papers_routes():
     )
 
 
+@pytest.mark.parametrize(("name", "first"), [("vggt_small", True), ("pi3_small", False)])
+def test_keep_first_frame_auto_follows_the_family_for_bare_and_partial_sga_routes(name, first):
+    """A bare `sga` override on the dense preset (no method to resolve `auto`) and an `sga(...)`
+    string that leaves keep_first_frame out both keep the first frame for VGGT (its reference
+    frame) and not for π³ (none); an explicit value is kept as written."""
+    overrides = [
+        {"layers": "2", "route": "sga"},
+        {"layers": "3", "route": "sga(sigma=4)"},
+        {"layers": "4", "route": f"sga(sigma=4,keep_first_frame={int(not first)})"},
+    ]
+    model = build_model(name, attention={"method": "dense", "overrides": overrides})
+    got = [model.routes[g].options.keep_first_frame for g in (2, 3, 4)]
+    assert got == [first, first, not first]
+    assert f"keep_first_frame={int(first)}" in model.route_strings[2]
+
+
 def test_build_model_from_python_equals_the_hydra_job_routes():
     model = build_model("vggt_small", attention="avggt_9")
     assert model.route_strings == resolve_routes("avggt_9", "vggt", 24)

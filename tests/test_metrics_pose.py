@@ -1,4 +1,5 @@
-"""Relative pose errors and AUC: known answers (datasets_and_metrics.md E2, E3)."""
+"""Relative pose errors and AUC: known answers, and the pair orders written out from the
+evaluation code they reproduce."""
 
 import math
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from avggt_bench.metrics.pose import FAILURE_DEG, pose_auc, relative_pose_errors
+from avggt_bench.metrics.pose import FAILURE_DEG, LEGACY, pose_auc, relative_pose_errors
 from avggt_bench.models.vggt.pose_encoding import quat_to_mat
 
 
@@ -28,7 +29,7 @@ def axis_angle(axis, deg):
 
 
 def sim3(w2c, s, rot_q, v):
-    """Same cameras in a world transformed by X' = s Q X + v (A1)."""
+    """Same cameras in a world transformed by X' = s Q X + v."""
     rot, t = w2c[:, :, :3], w2c[:, :, 3:]
     new_rot = rot @ rot_q.T
     new_t = s * t - new_rot @ v[:, None]
@@ -102,9 +103,11 @@ def test_symmetry_pair_order_and_precision():
     torch.testing.assert_close(a.trans_deg, b.trans_deg, atol=1e-9, rtol=0)
     pi3 = relative_pose_errors(pred, gt, "pi3")
     cam_i = relative_pose_errors(pred, gt, "camera_i")
-    torch.testing.assert_close(cam_i.rot_deg, pi3.rot_deg, atol=1e-9, rtol=0)
-    assert (cam_i.trans_deg - pi3.trans_deg).abs().max() > 1e-6
-    assert (a.rot_deg - pi3.rot_deg).abs().max() > 1e-3  # VGGT's form is a different metric
+    assert torch.equal(cam_i.rot_deg, a.rot_deg) and torch.equal(cam_i.trans_deg, a.trans_deg)
+    torch.testing.assert_close(a.rot_deg, pi3.rot_deg, atol=1e-9, rtol=0)
+    assert (a.trans_deg - pi3.trans_deg).abs().max() > 1e-6
+    legacy = relative_pose_errors(pred, gt, LEGACY)
+    assert (legacy.rot_deg - a.rot_deg).abs().max() > 1e-3  # the legacy form is another metric
     f32 = relative_pose_errors(pred.float(), gt.float())
     torch.testing.assert_close(f32.rot_deg, a.rot_deg, atol=1e-4, rtol=0)
 
@@ -175,7 +178,7 @@ def test_per_camera_translation_scale_and_exact_rotation_pair_orders():
     cam_i = relative_pose_errors(pred, cams, "camera_i")
     torch.testing.assert_close(cam_i.trans_deg, b.trans_deg, atol=1e-9, rtol=0)
     scaled = pred.clone()
-    scaled[:, :, 3] *= 42.0  # E2.3: one positive scale for every predicted translation
+    scaled[:, :, 3] *= 42.0  # one positive scale for every predicted translation
     c = relative_pose_errors(scaled, cams, "vggt")
     torch.testing.assert_close(c.trans_deg, a.trans_deg, atol=1e-9, rtol=0)
 
@@ -186,23 +189,24 @@ def test_failures_lower_rra_rta_auc_by_the_exact_fraction():
     cams = random_cameras(6, seed=13)
     pred = cams.clone()
     pred[5] = float("nan")  # 5 of 15 pairs fail
-    for order in ("vggt", "pi3", "camera_i"):
+    for order in ("vggt", "pi3", "camera_i", LEGACY):
         err = relative_pose_errors(pred, cams, order)
         table = pose_table(err.rot_deg, err.trans_deg)
         for value in table.values():
             assert value == pytest.approx(100 * 10 / 15)
     pred = cams.clone()
-    pred[0] = float("nan")  # VGGT's form reads the world from camera 0: every pair fails
-    assert (relative_pose_errors(pred, cams, "vggt").rot_deg == FAILURE_DEG).all()
-    assert (relative_pose_errors(pred, cams, "pi3").rot_deg == FAILURE_DEG).sum() == 5
-    p, f = 45, 15  # E3.4: P perfect pairs and F failures
+    pred[0] = float("nan")  # the legacy form reads the world from camera 0: every pair fails
+    assert (relative_pose_errors(pred, cams, LEGACY).rot_deg == FAILURE_DEG).all()
+    for order in ("vggt", "pi3"):
+        assert (relative_pose_errors(pred, cams, order).rot_deg == FAILURE_DEG).sum() == 5
+    p, f = 45, 15  # P perfect pairs and F failures
     m = torch.cat((torch.zeros(p), torch.full((f,), FAILURE_DEG)))
     assert 100 * pose_auc(m, torch.zeros_like(m), 30) == pytest.approx(100 * p / (p + f))
 
 
 def official_histogram_auc(m, t):
-    """D2 as VGGT's evaluation writes it: np.histogram over integer edges 0..T (last bin closed),
-    divided by the number of pairs, mean of the cumulative sum."""
+    """AUC as VGGT's evaluation writes it (test_co3d.py `calculate_auc_np`): np.histogram over
+    integer edges 0..T (last bin closed), divided by the number of pairs, mean of the cumsum."""
     hist, _ = np.histogram(m, bins=np.arange(t + 1))
     return float(np.mean(np.cumsum(hist.astype(float) / len(m))))
 
@@ -252,24 +256,52 @@ def test_hand_computed_three_cameras():
         assert table["auc@30"] == pytest.approx(100 / 3)
 
 
-def test_vggt_order_equals_vggt_evaluation_written_out():
-    """VGGT's test_co3d.py: GT re-expressed in its first camera, then per pair inv(E_i)·E_j;
-    rotation error from the quaternion dot product, translation angle folded to [0°, 90°]."""
+def _four(e):
+    m = np.eye(4)
+    m[:3, :] = e[:3, :].numpy()
+    return m
+
+
+def test_vggt_order_is_the_current_official_evaluation_written_out():
+    """VGGT's `evaluation/test_co3d.py` `se3_to_relative_pose_error`, as it stands since upstream
+    commit 4b8be14 "fix a small bug in eval": pairs from `build_pair_index` (torch.combinations,
+    i1 < i2 with i1 the outer loop), relative pose `E_i1 · closed_form_inverse_se3(E_i2)` of the
+    w2c poses as given (no re-alignment to the first camera), `rotation_angle` (the angle of the
+    rotation between the two relative rotations) and `translation_angle` (the angle between the
+    relative translations, folded by min(θ, 180° − θ)). Written out per pair here with NumPy
+    (rotation angle from the trace), on a prediction in a world of its own (E_0 ≠ I)."""
+    gt, pred = random_cameras(6, seed=31), random_cameras(6, seed=32)
+    g, p = [_four(e) for e in gt], [_four(e) for e in pred]
+    pairs, rot, trans = [], [], []
+    for i in range(6):
+        for j in range(i + 1, 6):
+            rg, rp = g[i] @ np.linalg.inv(g[j]), p[i] @ np.linalg.inv(p[j])
+            cos = (np.trace(rg[:3, :3].T @ rp[:3, :3]) - 1) / 2
+            rot.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+            tg, tp = rg[:3, 3] / np.linalg.norm(rg[:3, 3]), rp[:3, 3] / np.linalg.norm(rp[:3, 3])
+            angle = np.degrees(np.arccos(np.clip(np.dot(tg, tp), -1, 1)))
+            trans.append(min(angle, abs(180 - angle)))
+            pairs.append((i, j))
+    err = relative_pose_errors(pred, gt, "vggt")
+    assert list(zip(err.i.tolist(), err.j.tolist(), strict=True)) == pairs
+    np.testing.assert_allclose(err.rot_deg.numpy(), rot, atol=1e-5)
+    np.testing.assert_allclose(err.trans_deg.numpy(), trans, atol=1e-5)
+    legacy = relative_pose_errors(pred, gt, LEGACY)
+    assert np.abs(legacy.rot_deg.numpy() - rot).max() > 1.0  # the old form is another metric
+
+
+def test_legacy_order_is_vggt_evaluation_before_4b8be14_written_out():
+    """VGGT's `evaluation/test_co3d.py` before upstream commit 4b8be14: both pose sets
+    re-expressed in their first camera (`align_to_first_camera`), then per pair
+    `closed_form_inverse_se3(E_i) · E_j`; rotation error from the quaternion dot product,
+    translation angle folded to [0°, 90°]."""
     from scipy.spatial.transform import Rotation
 
     gt, pred = random_cameras(5, seed=21), random_cameras(5, seed=22)
-    pred4 = torch.eye(4, dtype=pred.dtype).repeat(5, 1, 1)
-    pred4[:, :3, :] = pred
-    pred = (pred4 @ torch.linalg.inv(pred4[0]))[:, :3, :]  # a VGGT-style prediction: E_0 = I
-
-    def four(e):
-        m = np.eye(4)
-        m[:3, :] = e[:3, :].numpy()
-        return m
-
-    g = [four(e) for e in gt]
+    g = [_four(e) for e in gt]
     g = [e @ np.linalg.inv(g[0]) for e in g]
-    p = [four(e) for e in pred]
+    p = [_four(e) for e in pred]
+    p = [e @ np.linalg.inv(p[0]) for e in p]
     rot, trans = [], []
     for i in range(5):
         for j in range(i + 1, 5):
@@ -280,6 +312,6 @@ def test_vggt_order_equals_vggt_evaluation_written_out():
             tg, tp = rg[:3, 3] / np.linalg.norm(rg[:3, 3]), rp[:3, 3] / np.linalg.norm(rp[:3, 3])
             angle = np.degrees(np.arccos(np.clip(abs(np.dot(tg, tp)), 0, 1)))
             trans.append(min(angle, abs(180 - angle)))
-    err = relative_pose_errors(pred, gt, "vggt")
+    err = relative_pose_errors(pred, gt, LEGACY)
     np.testing.assert_allclose(err.rot_deg.numpy(), rot, atol=1e-5)
     np.testing.assert_allclose(err.trans_deg.numpy(), trans, atol=1e-5)

@@ -1,6 +1,6 @@
 """AVGGT's routes and method: global-to-frame (G2F), G2M, skip and subsampled global attention.
 
-Routes (avggt.md §3): `frame` runs the global block on each frame alone; `mean` (G2M) gives every
+Routes: `frame` runs the global block on each frame alone; `mean` (G2M) gives every
 query the mean value; `skip` bypasses the block (or only its attention); `sga(...)` is subsampled
 global attention with diagonal and mean-fill. The `avggt` method turns `t_early`, σ and the switches
 of `conf/attention/avggt.yaml` into one route string per global layer.
@@ -15,13 +15,19 @@ import torch
 from torch import nn
 
 from avggt_bench.attention.base import AttentionContext, DenseMixer
-from avggt_bench.attention.config import BARE_ROUTES, METHODS, SWITCH_RESOLVERS, parse_layers
+from avggt_bench.attention.config import (
+    BARE_ROUTES,
+    METHODS,
+    ROUTE_DEFAULTS,
+    SWITCH_RESOLVERS,
+    parse_layers,
+)
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import ROUTES, Route, RouteSpec
 from avggt_bench.attention.sga import SGAMixer, SGAOptions, kept_set
 from avggt_bench.errors import ConfigError
 
-T_EARLY = {"vggt": 9, "pi3": 10}  # avggt.md §4
+T_EARLY = {"vggt": 9, "pi3": 10}  # the AVGGT paper's values
 KEEP_FIRST_FRAME = {"vggt": True, "pi3": False}  # π³ has no reference frame
 
 
@@ -180,7 +186,7 @@ def resolve_switches(cfg: Mapping[str, Any], family: str, num_layers: int) -> di
     if out.get("t_early", "auto") == "auto":
         out["t_early"] = T_EARLY.get(family, 0)
     if out.get("keep_first_frame", "auto") == "auto":
-        out["keep_first_frame"] = KEEP_FIRST_FRAME.get(family, False)
+        out["keep_first_frame"] = keep_first_frame(family)
     unit = out.get("t_early_unit", "global_layer")
     if unit not in ("global_layer", "decoder_block"):
         raise ConfigError(f"t_early_unit={unit!r}; valid: global_layer, decoder_block")
@@ -247,14 +253,35 @@ def avggt_routes(cfg: Mapping[str, Any], family: str, num_layers: int) -> list[s
     return routes
 
 
-SWITCH_RESOLVERS["avggt"] = resolve_switches
-for _name in ("mean", "skip", "sga"):
-    BARE_ROUTES[_name] = lambda cfg, name=_name: default_route(name, resolve_switches_any(cfg))
+def keep_first_frame(family: str) -> bool:
+    """`keep_first_frame: auto`: keep the first frame's tokens for VGGT, whose first frame is the
+    reference frame of its camera and point outputs; not for π³, which has no reference frame."""
+    if family not in KEEP_FIRST_FRAME:
+        raise ConfigError(
+            f"keep_first_frame: auto is defined for {', '.join(KEEP_FIRST_FRAME)}, not for "
+            f"{family!r}; set keep_first_frame to true or false"
+        )
+    return KEEP_FIRST_FRAME[family]
 
 
-def resolve_switches_any(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Switches for bare routes in any method: `auto` keep_first_frame falls back to true."""
+def resolve_switches_any(cfg: Mapping[str, Any], family: str) -> dict[str, Any]:
+    """Switches for bare routes in any method: `auto` keep_first_frame resolved per family."""
     out = dict(cfg)
     if out.get("keep_first_frame", "auto") == "auto":
-        out["keep_first_frame"] = True
+        out["keep_first_frame"] = keep_first_frame(family)
     return out
+
+
+def _sga_defaults(params: dict[str, Any], family: str) -> dict[str, Any]:
+    """An `sga(...)` route string without keep_first_frame (or with `auto`) gets the family's."""
+    if params.get("keep_first_frame", "auto") == "auto":
+        params["keep_first_frame"] = keep_first_frame(family)
+    return params
+
+
+SWITCH_RESOLVERS["avggt"] = resolve_switches
+ROUTE_DEFAULTS["sga"] = _sga_defaults
+for _name in ("mean", "skip", "sga"):
+    BARE_ROUTES[_name] = lambda cfg, family, name=_name: default_route(
+        name, resolve_switches_any(cfg, family)
+    )

@@ -1,6 +1,6 @@
 """From an attention config (a named preset or a mapping) to one route string per global layer.
 
-Resolution (avggt.md §3): every layer starts from the preset's *method* (e.g. `dense`: all
+Resolution: every layer starts from the preset's *method* (e.g. `dense`: all
 `global`); an explicit `routes` list replaces it; then each `overrides` entry
 `{layers: "20-23", route: "frame"}` is applied in order, later entries winning. The result is
 validated (length, known route names) and stored in the record.
@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from avggt_bench.attention.routes import ROUTES, parse_route
+from avggt_bench.attention.routes import ROUTES, RouteSpec, parse_route
 from avggt_bench.errors import ConfigError
 from avggt_bench.paths import config_dir
 from avggt_bench.registry import Registry
@@ -23,9 +23,12 @@ Method = Callable[[Mapping[str, Any], str, int], list[str]]
 METHODS: Registry[Method] = Registry("attention method")
 # method name -> f(config, family, num_layers) -> config with every `auto` resolved
 SWITCH_RESOLVERS: dict[str, Method] = {}
-# route name -> f(config) -> route string: a bare name in `routes`/`overrides` takes the config's
-# switches for that route (e.g. `mean` picks up g2m_scope)
-BARE_ROUTES: dict[str, Callable[[Mapping[str, Any]], str]] = {}
+# route name -> f(config, family) -> route string: a bare name in `routes`/`overrides` takes the
+# config's switches for that route (e.g. `mean` picks up g2m_scope), `auto` resolved per family
+BARE_ROUTES: dict[str, Callable[[Mapping[str, Any], str], str]] = {}
+# route name -> f(params, family) -> params: fills the family-dependent defaults a route string
+# left out or set to `auto` (e.g. sga's keep_first_frame: VGGT has a reference frame, π³ none)
+ROUTE_DEFAULTS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {}
 
 
 @METHODS.register("dense", "the original model: dense global attention in every global layer")
@@ -154,9 +157,11 @@ def resolve_routes(attention: Mapping[str, Any], family: str, num_layers: int) -
     canonical = []
     for r in routes:
         if r in BARE_ROUTES:
-            r = BARE_ROUTES[r](switches)
+            r = BARE_ROUTES[r](switches, family)
         spec = parse_route(r)
         if spec.name not in ROUTES:
             raise ConfigError(ROUTES.unknown_message(spec.name))
+        if spec.name in ROUTE_DEFAULTS:
+            spec = RouteSpec(spec.name, ROUTE_DEFAULTS[spec.name](dict(spec.params), family))
         canonical.append(str(spec))
     return canonical

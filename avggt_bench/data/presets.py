@@ -82,7 +82,7 @@ ALIGNMENTS: dict[str, tuple[str, ...]] = {
 COMPAT: dict[str, tuple[Any, ...]] = {
     "k_rescale": ("per_axis", "pi3_max_scale"),  # GT intrinsics after resizing (π³: one factor)
     "colmap_half_pixel": ("shift", "ignore"),  # ETH3D principal point (π³ ignores COLMAP's 0.5)
-    "pair_order": ("vggt", "pi3", "camera_i"),  # inv(E_i)E_j | E_j inv(E_i) | E_i inv(E_j)
+    "pair_order": ("vggt", "pi3", "camera_i", "vggt_first_camera_legacy"),  # see metrics/pose.py
     "traj_input": ("c2w", "w2c"),  # FastVGGT feeds w2c to the trajectory metrics
     "traj_align": ("sim3", "sim3_then_origin"),  # FastVGGT / old evo
     "gt_relative_to_first": (False, True),  # GT c2w re-expressed in the first valid frame

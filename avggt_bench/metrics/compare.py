@@ -1,10 +1,11 @@
-"""Which model outputs are evaluated, and on which pixel grid (datasets_and_metrics.md C4, A2, A6).
+"""Which model outputs are evaluated, and on which pixel grid.
 
-Turns `Predictions` into float64 NumPy cameras / points / depth per the C4 table (VGGT vs π³ told
-apart by `points_frame` and π³'s raw keys), brings the ground truth to the protocol's comparison
-grid (`gt_compare`: native, resized to a width, or the network input grid through the
-preprocessing transforms), and resizes predicted maps onto it (points bilinear with antialias,
-depth bicubic; ground-truth depth nearest).
+Turns `Predictions` into float64 NumPy cameras / points / depth, reading only its fields (what
+differs between model families, such as the world of the points or the kind of confidence, is a
+field set by the model's adapter: see `avggt_bench.models.predictions`), brings the ground truth
+to the protocol's comparison grid (`gt_compare`: native, resized to a width, or the network
+input grid through the preprocessing transforms), and resizes predicted maps onto it (points
+bilinear with antialias, depth bicubic; ground-truth depth nearest).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avggt_bench.data.cameras import rigid_inverse, unproject
+from avggt_bench.data.cameras import unproject
 from avggt_bench.data.scene import Scene
 from avggt_bench.metrics.geometry import INVALID_INPUT, MetricError, as_f64, to_4x4
 
 __all__ = [
+    "CONF_CUTS",
     "GTGrid",
     "as_f64",
     "check_frames",
+    "confident",
     "describe_outputs",
     "gt_on_grid",
-    "model_family",
     "pred_conf",
     "pred_depth",
     "pred_points",
@@ -45,15 +47,7 @@ K_RESCALES = ("per_axis", "pi3_max_scale")
 POINT_SOURCES = ("point_head", "depth_unproject")
 
 
-# ------------------------------------------------------------------------ model outputs (C4)
-
-
-def model_family(pred: Predictions) -> str:
-    """`pi3` for π³-style outputs (raw `local_points` / `camera_poses`, arbitrary world), else
-    `vggt` (camera head + depth head + point head in the first camera's frame)."""
-    if "local_points" in pred.raw or "camera_poses" in pred.raw:
-        return "pi3"
-    return "pi3" if pred.points_frame == "arbitrary" else "vggt"
+# ------------------------------------------------------------------------------ model outputs
 
 
 def _first(t: torch.Tensor | None, name: str, batch: int) -> np.ndarray:
@@ -63,29 +57,38 @@ def _first(t: torch.Tensor | None, name: str, batch: int) -> np.ndarray:
 
 
 def pred_w2c(pred: Predictions, batch: int = 0) -> np.ndarray:
-    """Predicted world-to-camera `[S, 4, 4]`: VGGT's camera head; π³: the closed-form inverse of
-    `camera_poses` (c2w), computed here in float64."""
-    if model_family(pred) == "pi3" and "camera_poses" in pred.raw:
-        return rigid_inverse(to_4x4(_first(pred.raw["camera_poses"], "camera_poses", batch)))
+    """Predicted world-to-camera `[S, 4, 4]` in float64 (the adapters decode it in float64:
+    VGGT's camera head, π³'s closed-form inverse of its camera-to-world poses)."""
     return to_4x4(_first(pred.extrinsics, "extrinsics", batch))
 
 
 def pred_depth(pred: Predictions, batch: int = 0) -> np.ndarray:
-    """`[S, H, W]`: VGGT's depth head, π³'s `local_points[..., 2]`."""
-    if "local_points" in pred.raw:
-        return _first(pred.raw["local_points"], "local_points", batch)[..., 2]
+    """`[S, H, W]` z-depth in the camera (VGGT's depth head, π³'s local points' z)."""
     return _first(pred.depth, "depth", batch)[..., 0]
 
 
 def pred_conf(pred: Predictions, batch: int = 0) -> np.ndarray:
-    """Confidence of the depth map: VGGT `depth_conf` (≥ 1), π³ sigmoid of the logits."""
-    if "conf" in pred.raw:
-        return 1.0 / (1.0 + np.exp(-_first(pred.raw["conf"], "conf", batch)[..., 0]))
+    """Confidence of the depth map `[S, H, W]`, of the kind `pred.conf_kind` says."""
     return _first(pred.depth_conf, "depth_conf", batch)
 
 
+# Confidence cut of the ScanNet Chamfer cloud when the preset sets none, per kind of confidence:
+# (threshold, inclusive). VGGT-style `1 + exp(x)` keeps conf >= 3, a sigmoid probability
+# keeps conf > 0.1 (π³'s own masking).
+CONF_CUTS = {"exp_plus_one": (3.0, True), "sigmoid": (0.1, False)}
+
+
+def confident(pred: Predictions, threshold: float | None = None, batch: int = 0) -> np.ndarray:
+    """Pixels `[S, H, W]` above the confidence cut: `threshold` or the default of the
+    prediction's kind of confidence, compared as `CONF_CUTS` says for that kind."""
+    default, inclusive = CONF_CUTS[pred.conf_kind]
+    tau = default if threshold is None else float(threshold)
+    conf = pred_conf(pred, batch)
+    return conf >= tau if inclusive else conf > tau
+
+
 def to_first_camera(points: np.ndarray, w2c0: np.ndarray) -> np.ndarray:
-    """`X_c0 = R_0·X + t_0` (A6)."""
+    """`X_c0 = R_0·X + t_0`: points re-expressed in (predicted) camera 0."""
     return points @ w2c0[:3, :3].T + w2c0[:3, 3]
 
 
@@ -94,17 +97,15 @@ def pred_points(
 ) -> np.ndarray:
     """Predicted points `[S, H, W, 3]` at the network grid.
 
-    source: `point_head` (VGGT `world_points`, π³ `points`) or `depth_unproject` (VGGT: depth head
-    unprojected with the predicted K and w2c; π³: the same `points`, which are its local points
-    moved by its c2w). frame: `world` (the model's own world) or `first_camera` (re-expressed in
-    predicted camera 0 unless the model already predicts in it).
+    source: `point_head` (`world_points`) or `depth_unproject` (the depth map unprojected with
+    the predicted K and w2c; `world_points` themselves when `pred.world_points_from_depth`, as
+    for π³, whose points are its camera-frame points moved by its cameras). frame: `world` (the
+    model's own world) or `first_camera` (re-expressed in predicted camera 0 unless the points
+    already live there: the point head's when `pred.points_frame` is `first_camera`).
     """
     if source not in POINT_SOURCES:
         raise MetricError(INVALID_INPUT, f"points_source {source!r}; valid: {POINT_SOURCES}")
-    family = model_family(pred)
-    if family == "pi3":
-        pts = _first(pred.raw.get("points", pred.world_points), "points", batch)
-    elif source == "point_head":
+    if source == "point_head" or pred.world_points_from_depth:
         pts = _first(pred.world_points, "world_points", batch)
     else:
         if pred.intrinsics is None:
@@ -114,7 +115,10 @@ def pred_points(
             pred_w2c(pred, batch),
             pred_depth(pred, batch),
         )
-    if frame == "first_camera" and (family == "pi3" or source == "depth_unproject"):
+    # the cameras' world is re-expressed in camera 0 even for a first-camera model: its
+    # predicted camera 0 is close to, not exactly, the identity
+    in_first = source == "point_head" and pred.points_frame == "first_camera"
+    if frame == "first_camera" and not in_first:
         pts = to_first_camera(pts, pred_w2c(pred, batch)[0])
     return pts
 
@@ -260,11 +264,5 @@ def check_frames(pred: Predictions, scene: Scene, batch: int = 0) -> None:
 
 
 def describe_outputs(pred: Predictions) -> dict[str, Any]:
-    """What C4 picked, for the record."""
-    family = model_family(pred)
-    return {
-        "family": family,
-        "pose": "inverse(camera_poses)" if family == "pi3" else "camera_head",
-        "points": "points" if family == "pi3" else "world_points",
-        "depth": "local_points[...,2]" if family == "pi3" else "depth_head",
-    }
+    """Which model outputs were evaluated, for the record (as the model's adapter names them)."""
+    return dict(pred.sources)

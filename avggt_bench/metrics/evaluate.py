@@ -1,5 +1,5 @@
 """Protocol dispatcher: `evaluate_scene` computes one scene's metrics as its preset says, and
-`aggregate` combines scenes by the preset's rule (datasets_and_metrics.md C4-C6, D7).
+`aggregate` combines scenes by the preset's rule (the keys are described in `metrics/protocol.py`).
 
 A scene's metrics come in groups (pose, trajectory, points, scannet_cd, depth), each with its own
 status, alignment parameters and timing; bad input (frame-count mismatch, NaN predictions, all
@@ -161,7 +161,7 @@ def evaluate_scene(
     *,
     batch: int = 0,
 ) -> SceneResult:
-    """Metrics of one scene per its protocol preset (C1 keys); never raises for bad input."""
+    """Metrics of one scene per its protocol preset; never raises for bad input."""
     result = SceneResult(
         scene.scene_id,
         scene.dataset,
@@ -267,7 +267,7 @@ def _pose_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
 def _trajectory_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
     gt_c2w = rigid_inverse(_gt_w2c(scene))
     pr_c2w = rigid_inverse(cmp.pred_w2c(pred, batch))
-    if proto.compat["gt_relative_to_first"]:  # C6.5: both relative to their first frame
+    if proto.compat["gt_relative_to_first"]:  # both relative to their first frame
         gt_c2w = rigid_inverse(gt_c2w[:1]) @ gt_c2w
         pr_c2w = rigid_inverse(pr_c2w[:1]) @ pr_c2w if np.isfinite(pr_c2w[0]).all() else pr_c2w
     align = proto.trajectory_alignment
@@ -362,9 +362,10 @@ def _points_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResul
 
 
 def _dtu(aligned: np.ndarray, scene: Scene, proto: Protocol, params: dict) -> dict[str, float]:
-    """D5.4 on the aligned cloud (metres → mm). The evaluation kit comes from the loader: either
-    `scene.meta['dtu_eval']` (obs_mask, bbox, res, plane, optional stl_mm; else scene.points in
-    metres) or `scene.meta['dtu_eval_root']` with the official files of scan{N}."""
+    """DTU's official accuracy / completeness on the aligned cloud (metres → mm). The evaluation
+    kit comes from the loader: either `scene.meta['dtu_eval']` (obs_mask, bbox, res, plane,
+    optional stl_mm; else scene.points in metres) or `scene.meta['dtu_eval_root']` with the
+    official files of scan{N}."""
     ev = scene.meta.get("dtu_eval")
     if ev is None and scene.meta.get("dtu_eval_root"):
         match = re.fullmatch(r"scan(\d+)", scene.scene_id)
@@ -395,19 +396,14 @@ def _dtu(aligned: np.ndarray, scene: Scene, proto: Protocol, params: dict) -> di
 
 
 def _scannet_cd_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
-    """D5.5: depth-head points above the confidence threshold, into the GT world by the first GT
-    c2w, bbox_scale_center against the reference vertices, clipped Chamfer sum."""
+    """Depth-unprojected points above the confidence cut (the preset's, or the default of the
+    prediction's kind of confidence), into the GT world by the first GT c2w,
+    bbox_scale_center against the reference vertices, clipped Chamfer sum."""
     if scene.points is None:
         raise MetricError(INVALID_INPUT, "ScanNet Chamfer needs reference points (mesh vertices)")
-    family = cmp.model_family(pred)
     tau = proto.outputs["conf_threshold"]
-    conf = cmp.pred_conf(pred, batch)
-    if family == "pi3":
-        p = cmp.pred_points(pred, "point_head", "first_camera", batch)
-        mask = conf > (0.1 if tau is None else float(tau))
-    else:
-        p = cmp.pred_points(pred, "depth_unproject", "first_camera", batch)
-        mask = conf >= (3.0 if tau is None else float(tau))
+    p = cmp.pred_points(pred, "depth_unproject", "first_camera", batch)
+    mask = cmp.confident(pred, tau, batch)
     cloud = p[mask]
     cloud = cloud[np.isfinite(cloud).all(1)]
     if len(cloud) == 0:
@@ -474,7 +470,7 @@ def aggregate(
     meaningful: bool = True,
     note: str = "",
 ) -> dict[str, Any]:
-    """Combine per-scene results by the preset's rule (D7).
+    """Combine per-scene results by the preset's rule.
 
     `per_scene_mean`: plain mean over scenes; `pooled_pairs`: pose metrics over all pairs of all
     scenes; `per_category_mean`: pose metrics over each category's pooled pairs, then the mean over

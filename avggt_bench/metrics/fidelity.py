@@ -1,7 +1,8 @@
-"""Fidelity of an accelerated model to its dense parent on the same input (avggt.md §10.7).
+"""Fidelity of an accelerated model to its dense parent on the same input.
 
 The dense parent's predictions play the ground truth: pose AUC of the accelerated cameras against
-the dense ones (all pairs), the median relative depth difference, and the point-map difference
+the dense ones (all pairs, in the given pair order of `metrics/pose.py`; `vggt` is VGGT's current
+official evaluation), the median relative depth difference, and the point-map difference
 relative to the scene's extent. Maps are compared on a regular pixel subsample (`stride`).
 """
 

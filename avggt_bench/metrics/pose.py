@@ -1,8 +1,25 @@
-"""Camera pose metrics over all frame pairs (datasets_and_metrics.md D1, D2).
+"""Camera pose metrics over all frame pairs.
 
-Relative rotation and translation-direction errors for every unordered pair i < j, in degrees,
-computed in float64 and fully vectorised (800 views = 319,600 pairs); RRA/RTA@τ and AUC@T by the
-official histogram definition.
+Relative rotation and translation-direction errors for every unordered pair i < j (i the outer
+loop, as `torch.combinations` enumerates them), in degrees, computed in float64 and fully
+vectorised (800 views = 319,600 pairs); RRA/RTA@τ and AUC@T by the official histogram definition
+(VGGT's `evaluation/test_co3d.py` `calculate_auc_np`).
+
+Pair orders (`order`, the preset's `compat.pair_order`), over world-to-camera poses E:
+
+* `vggt`: `E_i·inv(E_j)` on the poses as given. This is VGGT's current official evaluation
+  (`evaluation/test_co3d.py`, `se3_to_relative_pose_error`, since upstream commit 4b8be14 "fix a
+  small bug in eval"; see facebookresearch/vggt issue #229).
+* `camera_i`: the same formula under its older name here (the baseline expressed in camera i);
+  an alias of `vggt`, kept so that existing presets and records stay readable.
+* `pi3`: `E_j·inv(E_i)`, as π³'s evaluation code writes it.
+* `vggt_first_camera_legacy`: VGGT's evaluation before 4b8be14: both pose sets re-expressed in
+  their first camera, then `inv(E_i)·E_j`. Kept to reproduce numbers computed that way; it is not
+  the relative pose of w2c cameras and depends on camera 0 (a non-finite camera 0 fails every pair).
+
+The forms agree on exact predictions and differ otherwise: `vggt` and `pi3` give the same
+rotation errors and different translation errors; the legacy form differs in both (on 10 random
+cameras with 5° rotation noise, by up to 18° in a pair's rotation error and 0.18 in AUC@30).
 """
 
 from __future__ import annotations
@@ -16,11 +33,9 @@ from avggt_bench.models.vggt.pose_encoding import mat_to_quat
 
 EPS = 1e-15
 FAILURE_DEG = float(np.degrees(1e6))  # non-finite errors: 1e6 rad, fail every threshold
-ORDERS = ("vggt", "pi3", "camera_i")
-"""Relative-pose forms over world-to-camera E: `vggt` inv(E_i)·E_j (VGGT's evaluation code,
-test_co3d.py), `pi3` E_j·inv(E_i) (π³'s evaluation code), `camera_i` E_i·inv(E_j) (the spec's
-D1 form, baseline expressed in camera i; kept as a switch). Rotation and translation errors
-differ between the three forms when the prediction is not exact."""
+LEGACY = "vggt_first_camera_legacy"
+ORDERS = ("vggt", "pi3", "camera_i", LEGACY)
+ALIASES = {"camera_i": "vggt"}  # same formula, older name
 
 
 @dataclass
@@ -63,9 +78,7 @@ def project_to_so3(rot: torch.Tensor) -> torch.Tensor:
 
 
 def _in_first_camera(w2c: torch.Tensor) -> torch.Tensor:
-    """`E_k·inv(E_0)`: the world re-expressed in camera 0. VGGT's evaluation does this to the
-    ground truth; VGGT's own prediction already has E_0 ≈ I, and doing it to any prediction makes
-    the `vggt` form defined for models with an arbitrary world (π³)."""
+    """`E_k·inv(E_0)`: the world re-expressed in camera 0 (the legacy form's first step)."""
     rot0, t0 = w2c[0, :3, :3], w2c[0, :3, 3]
     inv0 = torch.eye(4, dtype=w2c.dtype)
     inv0[:3, :3] = rot0.T
@@ -75,7 +88,7 @@ def _in_first_camera(w2c: torch.Tensor) -> torch.Tensor:
 
 def _relative(w2c: torch.Tensor, i: torch.Tensor, j: torch.Tensor, order: str):
     rot, t = w2c[:, :3, :3], w2c[:, :3, 3]
-    if order == "vggt":  # inv(E_i)·E_j = [R_iᵀR_j | R_iᵀ(t_j − t_i)]
+    if order == LEGACY:  # inv(E_i)·E_j = [R_iᵀR_j | R_iᵀ(t_j − t_i)]
         rot_it = rot[i].transpose(-1, -2)
         return rot_it @ rot[j], (rot_it @ (t[j] - t[i])[..., None])[..., 0]
     a, b = (j, i) if order == "pi3" else (i, j)
@@ -90,14 +103,14 @@ def relative_pose_errors(
     """Rotation and translation-direction errors (degrees) over all pairs i < j (i the outer loop).
 
     `pred_w2c`, `gt_w2c`: world-to-camera `[S, 3, 4]` or `[S, 4, 4]`, any float dtype (promoted to
-    float64, rotations projected onto SO(3)). `order`: `vggt` (`T_ij = E_i⁻¹·E_j`, as VGGT's
-    evaluation, after re-expressing both in the first camera), `pi3` (`T_ij = E_j·E_i⁻¹`, as
-    π³'s) or `camera_i` (`E_i·E_j⁻¹`). Non-finite predicted poses give
+    float64, rotations projected onto SO(3)). `order`: one of `ORDERS` (module docstring; the
+    default `vggt` is VGGT's current official `E_i·inv(E_j)`). Non-finite predicted poses give
     failure errors (`FAILURE_DEG`) for their pairs. Returns `PairErrors` (unpacks to
     `rot_deg, trans_deg`). Raises ValueError for mismatched frame counts or fewer than 2 frames.
     """
     if order not in ORDERS:
         raise ValueError(f"order={order!r}; valid: {', '.join(ORDERS)}")
+    order = ALIASES.get(order, order)
     pred, gt = as_w2c_4x4(pred_w2c), as_w2c_4x4(gt_w2c)
     if pred.shape[0] != gt.shape[0]:
         raise ValueError(f"{pred.shape[0]} predicted poses for {gt.shape[0]} ground-truth poses")
@@ -107,7 +120,7 @@ def relative_pose_errors(
     gt = gt.clone()
     pred[:, :3, :3] = project_to_so3(pred[:, :3, :3])
     gt[:, :3, :3] = project_to_so3(gt[:, :3, :3])
-    if order == "vggt":  # inv(E_i)·E_j depends on the world frame: both in the first camera's
+    if order == LEGACY:  # inv(E_i)·E_j depends on the world frame: both in the first camera's
         gt, pred = _in_first_camera(gt), _in_first_camera(pred)
     i, j = torch.triu_indices(pred.shape[0], pred.shape[0], offset=1)
     r_gt, t_gt = _relative(gt, i, j, order)
@@ -138,7 +151,7 @@ def _unit(q: torch.Tensor) -> torch.Tensor:
 def pose_auc(rot_err_deg: torch.Tensor, trans_err_deg: torch.Tensor, threshold: int) -> float:
     """AUC@T in [0, 1] by the official histogram: bins [k, k+1), the last one closed, divided by
     the total number of pairs, then the mean of the cumulative sums. Computed in the equivalent
-    form (1/T)·[Σ_{τ<T} frac(m < τ) + frac(m ≤ T)] with m = max(e_R, e_t) per pair (spec D2);
+    form (1/T)·[Σ_{τ<T} frac(m < τ) + frac(m ≤ T)] with m = max(e_R, e_t) per pair;
     NaN errors pass no threshold. `threshold`: a positive integer (the bins have integer edges)."""
     rot = torch.as_tensor(rot_err_deg).double()
     m = torch.maximum(rot, torch.as_tensor(trans_err_deg).double())

@@ -1,13 +1,13 @@
-"""The evaluation part of a dataset preset (datasets_and_metrics.md C1), validated once, with every
-default and compat switch made explicit so the record can store its effective value (F1).
+"""The evaluation part of a dataset preset, validated once, with every default and compat switch
+made explicit so the record can store its effective value.
 
-Keys read from the preset (C1 names, as `avggt_bench.data.presets.Preset` validates them):
+Keys read from the preset (as `avggt_bench.data.presets.Preset` validates them):
 `task`, `outputs`, `gt_compare`, `alignment`, `metrics`, `thresholds`, `aggregation`,
 `report_unit`, `compat` (and `pair_order` at top level, an alias of `compat.pair_order`). Other keys
 (name, dataset, sampling, loader options) are ignored here. Extra keys inside `alignment` and
-`outputs` that the spec names in prose are listed in `ALIGNMENT_DEFAULTS` / `OUTPUT_DEFAULTS`;
-compat switches the metrics read are in `COMPAT_DEFAULTS` (the loader's, e.g. `colmap_half_pixel`,
-pass through untouched).
+`outputs` are listed, with their defaults, in `ALIGNMENT_DEFAULTS` / `OUTPUT_DEFAULTS`; compat
+switches the metrics read are in `COMPAT_DEFAULTS` (the loader's, e.g. `colmap_half_pixel`, pass
+through untouched).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avggt_bench.errors import ConfigError
+from avggt_bench.metrics.pose import ORDERS
 
 TASKS = ("relpose", "trajectory", "mv_recon", "scannet_recon", "video_depth", "mono_depth")
 AGGREGATIONS = ("per_scene_mean", "pooled_pairs", "per_category_mean", "pixel_weighted")
@@ -114,14 +115,14 @@ ALIGNMENT_DEFAULTS: dict[str, Any] = {
 }
 ALIGNMENT_ALIASES = {"clip": "clip_max", "use_proj": "umeyama"}  # names used in conf/dataset
 OUTPUT_DEFAULTS: dict[str, Any] = {
-    "points_source": "point_head",  # or depth_unproject (C4)
-    "conf_threshold": None,  # ScanNet-50 Chamfer: VGGT depth_conf >= τ (3.0), π³ sigmoid > 0.1
+    "points_source": "point_head",  # or depth_unproject (metrics/compare.py pred_points)
+    "conf_threshold": None,  # ScanNet Chamfer cut; None: compare.CONF_CUTS per kind of conf
 }
 COMPAT_DEFAULTS: dict[str, Any] = {
     "pair_order": "vggt",
     "traj_input": "c2w",
     "traj_align": None,  # None or sim3: the standard alignment only; sim3_then_origin (FastVGGT)
-    "gt_relative_to_first": False,  # C6.5: both trajectories relative to their first frame
+    "gt_relative_to_first": False,  # both trajectories relative to their first frame
     "k_rescale": "per_axis",
     "median_mode": None,  # None: lower for the median variant (compat default), numpy for depth
     "proj_after_subsample": False,
@@ -196,7 +197,7 @@ class Protocol:
         alignment = {ALIGNMENT_ALIASES.get(k, k): v for k, v in alignment.items()}
         alignment = {**ALIGNMENT_DEFAULTS, "type": d["alignment"], **alignment}
         if task == "relpose" and alignment["max_points"] is None:
-            alignment["max_points"] = 1_000_000  # C6.6: optional point metrics on <= 1M pairs
+            alignment["max_points"] = 1_000_000  # optional point metrics on <= 1M pairs
         outputs = {**OUTPUT_DEFAULTS, **(p.get("outputs") or {})}
         compat = {**COMPAT_DEFAULTS, **(p.get("compat") or {})}
         if outputs.get("points") in ("depth_unproject", "depth"):
@@ -242,7 +243,7 @@ class Protocol:
         check("alignment.trajectory", self.alignment["trajectory"], TRAJ_ALIGNMENTS)
         check("alignment.points", self.alignment["points"], POINT_ALIGNMENTS)
         check("alignment.per", self.alignment["per"], (None, "frame", "sequence"))
-        check("compat.pair_order", self.compat["pair_order"], ("vggt", "pi3", "camera_i"))
+        check("compat.pair_order", self.compat["pair_order"], ORDERS)
         check("compat.traj_input", self.compat["traj_input"], ("c2w", "w2c"))
         check(
             "compat.traj_align",

@@ -1,15 +1,15 @@
-"""CPU cost of each metric group on a large synthetic scene (the 800-view dense setting, C6.6).
+"""CPU cost of each metric group on a large synthetic scene (the 800-view dense setting).
 
 `time_metrics` renders one procedural scene with exact ground truth at a small resolution (the
 metric cost depends on the number of views, pairs and points, not on image detail), derives noisy
-predictions from it (`avggt_bench.testing.predictions.noisy_predictions`), and times each metric
-function on them with `perf_counter` (best of `repeats`, after an untimed warm-up pass of every
-metric on a 12-view slice):
+predictions from it (`avggt_bench.models.scene_predictions.noisy_predictions`), and times each
+metric function on them with `perf_counter` (best of `repeats`, after an untimed warm-up pass of
+every metric on a 12-view slice):
 
 * `pose_s`: `relative_pose_errors` over all N(N−1)/2 pairs + RRA/RTA/AUC at 3/5/15/30;
 * `trajectory_s`: `trajectory_errors` (evo; Sim(3), ATE / ARE / RPE) over the N poses;
 * `points_align_s`: Umeyama Sim(3) + Open3D ICP (0.1 m) on up to `max_points` correspondences
-  (one seeded draw for both clouds, as C6.6 prescribes; `icp=True`);
+  (one seeded draw for both clouds keeps the correspondence; `icp=True`);
 * `points_acc_comp_s`: `accuracy_completeness` of the aligned cloud, both ways;
 * `points_nc_s`: Open3D normals on both aligned clouds + normal consistency (`normals=True`);
 * `depth_s`: `depth_errors` over all frames (one `depth_alignment` fit for the sequence).
@@ -112,7 +112,7 @@ def _measure(
     repeats: int,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per metric group on `scene` with noisy predictions; and the problem sizes."""
-    from avggt_bench.testing.predictions import noisy_predictions
+    from avggt_bench.models.scene_predictions import noisy_predictions
 
     # π³-style output in the ground-truth world (identity similarity): the clouds start close,
     # as they are after alignment; a far-off cloud makes every NN query much slower

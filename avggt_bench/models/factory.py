@@ -15,9 +15,9 @@ from avggt_bench.attention.routes import build_route
 from avggt_bench.errors import ConfigError
 from avggt_bench.models.checkpoint import load_checkpoint, random_weights
 from avggt_bench.models.pi3.model import PI3, PI3_SMALL, Pi3
+from avggt_bench.models.recipe_weights import fill_recipe_weights
 from avggt_bench.models.vggt.model import VGGT, VGGT_1B, VGGT_SMALL
 from avggt_bench.registry import Registry
-from avggt_bench.testing.weights import fill_recipe_weights
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import torch
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.testing.predictions import predictions_from_scene
+from avggt_bench.models.scene_predictions import predictions_from_scene
 
 ORACLE = "ground_truth"
 FAMILIES = ("vggt", "pi3")
@@ -30,7 +30,8 @@ def oracle_predictions(
     rotation_noise_deg: float = 0.0,
     depth_noise: float = 0.0,
 ) -> Predictions:
-    """Ground truth as a `family`-style model output, perturbed as the module docstring says."""
+    """Ground truth with the `Predictions` fields a `family` model sets (world, kind of
+    confidence), perturbed as the module docstring says."""
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r} for the ground-truth oracle; use vggt or pi3")
     if scene.extrinsics is None:
@@ -55,11 +56,6 @@ def oracle_predictions(
         )
         # E' = Rz·E: the camera turns about its own optical axis, its centre stays put
         pred.extrinsics[0, -1] = turn @ pred.extrinsics[0, -1]
-        if "camera_poses" in pred.raw:  # π³ style: the camera-to-world pose turns with it
-            rot, t = pred.extrinsics[0, -1, :, :3], pred.extrinsics[0, -1, :, 3]
-            c2w = pred.raw["camera_poses"]
-            c2w[0, -1, :3, :3] = rot.T.to(c2w.dtype)
-            c2w[0, -1, :3, 3] = (-rot.T @ t).to(c2w.dtype)
     return pred
 
 

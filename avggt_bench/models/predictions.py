@@ -7,18 +7,36 @@ from typing import ClassVar
 
 import torch
 
+POINTS_FRAMES = ("first_camera", "arbitrary")
+CONF_KINDS = ("exp_plus_one", "sigmoid")
+
 
 @dataclass
 class Predictions:
-    """Per-view geometry predicted for a batch of scenes.
+    """Per-view geometry predicted for a batch of scenes: everything the metrics read.
 
     Cameras: `extrinsics` are **world-to-camera** `[B, S, 3, 4]` in OpenCV axes (x right, y down,
     z forward), decoded in float64; `intrinsics` `[B, S, 3, 3]` float64 for the network input size,
     or None for models that predict none. Maps keep the official VGGT names and shapes: `depth`
-    `[B, S, H, W, 1]`, `depth_conf` `[B, S, H, W]`, `world_points` `[B, S, H, W, 3]`,
-    `world_points_conf` `[B, S, H, W]`. `pose_enc` is VGGT's raw 9-number encoding. `raw` keeps any
-    other model-native output (e.g. π³'s `local_points`). `points_frame` says which world the points
-    live in: `first_camera` (VGGT) or `arbitrary` (π³).
+    `[B, S, H, W, 1]` (z in the camera), `depth_conf` `[B, S, H, W]`, `world_points`
+    `[B, S, H, W, 3]`, `world_points_conf` `[B, S, H, W]`. `pose_enc` is VGGT's raw 9-number
+    encoding.
+
+    What differs between model families is said by fields, set by each model's output adapter, so
+    that the metrics never ask which model made the prediction:
+
+    * `points_frame`: the world of `world_points` and of the cameras: `first_camera` (VGGT
+      predicts in its first camera's frame) or `arbitrary` (π³ predicts in a world of its own);
+    * `conf_kind`: `exp_plus_one` (VGGT's `1 + exp(x)`, at least 1) or `sigmoid` (π³'s
+      probability in (0, 1)); protocols choose their default confidence cut by it;
+    * `world_points_from_depth`: True when `world_points` are the camera-frame points moved by
+      the predicted cameras (π³), so unprojecting `depth` would rebuild the same points; False
+      when they come from a head of their own (VGGT's point head);
+    * `sources`: which native output fills each field, written into the record as is (e.g.
+      `{"family": "pi3", "pose": "inverse(camera_poses)", ...}`); metrics do not read it.
+
+    `raw` keeps other model-native outputs (e.g. π³'s `local_points`) for users and for the
+    comparisons with the official models; metrics never read it.
     """
 
     extrinsics_convention: ClassVar[str] = "world_to_camera_opencv"
@@ -33,7 +51,17 @@ class Predictions:
     pose_enc: torch.Tensor | None = None
     pose_enc_list: list[torch.Tensor] | None = None
     points_frame: str = "first_camera"
+    conf_kind: str = "exp_plus_one"
+    world_points_from_depth: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
     raw: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, valid in (("points_frame", POINTS_FRAMES), ("conf_kind", CONF_KINDS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(
+                    f"Predictions.{name}={getattr(self, name)!r}; valid: {', '.join(valid)}"
+                )
 
     def __getitem__(self, key: str) -> torch.Tensor:
         """Dict-style access like the official output dictionary (`pred["depth"]`)."""

@@ -1,4 +1,4 @@
-"""π³ re-implemented key for key (pi3.md), with routable global attention (Aπ³).
+"""π³ re-implemented key for key (yyfz/Pi3 `pi3/models/pi3.py`), with routable global attention.
 
 DINOv2 encoder, 5 shared register tokens, a 36-block decoder alternating frame (even) and global
 (odd) attention, three head decoders on the concatenated outputs of blocks 34 and 35, point /
@@ -32,7 +32,8 @@ PI3_POLICY = "pi3"
 
 @dataclass(frozen=True)
 class Pi3Arch:
-    """Architecture hyper-parameters (pi3.md §2); `pi3_small` keeps the topology at width 384."""
+    """Architecture hyper-parameters (those of the official π³); `pi3_small` keeps the topology at
+    width 384."""
 
     name: str
     dino: DinoArch
@@ -119,7 +120,8 @@ class CameraHead(nn.Module):
 
 
 def svd_orthogonalize(m9: torch.Tensor) -> torch.Tensor:
-    """Nearest proper rotation to the row-normalised 3x3 matrix of 9 numbers (pi3.md §6)."""
+    """Nearest proper rotation to the row-normalised 3x3 matrix of 9 numbers (as π³'s
+    `pi3/models/layers/camera_head.py`)."""
     m = F.normalize(m9.reshape(-1, 3, 3), p=2, dim=-1).transpose(1, 2)
     u, _, vh = torch.linalg.svd(m, full_matrices=False)
     v = vh.mH
@@ -243,6 +245,15 @@ class Pi3(nn.Module):
         return to_predictions(local, conf, poses, points)
 
 
+# which native output fills each `Predictions` field, for the record
+SOURCES = {
+    "family": "pi3",
+    "pose": "inverse(camera_poses)",
+    "points": "points",
+    "depth": "local_points[...,2]",
+}
+
+
 def to_predictions(
     local: torch.Tensor, conf: torch.Tensor, poses: torch.Tensor, points: torch.Tensor
 ) -> Predictions:
@@ -261,6 +272,9 @@ def to_predictions(
         world_points_conf=prob,
         image_hw=(local.shape[2], local.shape[3]),
         points_frame="arbitrary",
+        conf_kind="sigmoid",
+        world_points_from_depth=True,  # points = camera_poses applied to the local points
+        sources=dict(SOURCES),
         raw={"local_points": local, "conf": conf, "camera_poses": poses, "points": points},
     )
 

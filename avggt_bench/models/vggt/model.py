@@ -21,7 +21,8 @@ from avggt_bench.models.vggt.pose_encoding import pose_encoding_to_extri_intri
 
 @dataclass(frozen=True)
 class VGGTArch:
-    """Architecture hyper-parameters; none is read from the checkpoint (vggt.md §2, §15)."""
+    """Architecture hyper-parameters (those of facebookresearch/vggt `vggt/models/vggt.py`); none
+    is read from the checkpoint."""
 
     name: str
     dino: DinoArch
@@ -36,6 +37,9 @@ class VGGTArch:
     dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
 
 
+# which native output fills each `Predictions` field, for the record
+SOURCES = {"family": "vggt", "pose": "camera_head", "points": "world_points", "depth": "depth_head"}
+
 VGGT_1B = VGGTArch("vggt", DINO_VITL14_REG, embed_dim=1024, num_heads=16, camera_heads=16)
 VGGT_SMALL = VGGTArch("vggt_small", DINO_VITS14_REG, embed_dim=384, num_heads=6, camera_heads=6)
 
@@ -44,7 +48,7 @@ class VGGT(nn.Module):
     """VGGT with the official parameter names; `forward` returns `Predictions`.
 
     `memory_lean` keeps only the aggregator outputs the heads read (layers 4, 11, 17, 23) instead of
-    all 24: identical numbers, much lower peak memory (vggt.md §14).
+    all 24: identical numbers, much lower peak memory.
     """
 
     family = "vggt"
@@ -111,6 +115,9 @@ class VGGT(nn.Module):
             pose_enc=pose_enc,
             pose_enc_list=pose_enc_list,
             points_frame="first_camera",
+            conf_kind="exp_plus_one",
+            world_points_from_depth=False,  # the point head is a head of its own
+            sources=dict(SOURCES),
         )
 
 
