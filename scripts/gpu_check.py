@@ -7,9 +7,10 @@
    (FlexAttention on CUDA) against the float64 references.
 2. Timing, most important rows first, each through the project's own job (`run_job`, so every row is
    a real record): VGGT-1B with RANDOM weights (the recipe of tests/data; timings only) in bf16
-   autocast at 518x392 — dense, AVGGT(9), FastVGGT and block-sparse (bsa_s50) at 100, 32 and 300
-   views, AVGGT(9) at 800, then π³ dense vs Aπ³(9) at 100 and 300. A row whose estimated time does
-   not fit before the deadline is skipped, and the summary says so.
+   autocast at 518x392 — dense, AVGGT(9), FastVGGT and block-sparse (bsa_s50) at 100 views, dense
+   and AVGGT(9) at 300, all four at 32, the other two at 300, AVGGT(9) at 800, then π³ dense vs
+   Aπ³(9) at 100 and 300. A row whose estimated time does not fit before the deadline is skipped,
+   and the summary says so.
 3. OUT gets at most six files (the device tool returns 8): summary.md, gpu_check.json,
    records.tar.gz, speedup.png (with matplotlib), report.txt (the project's report of the
    records) and, from scripts/gpu_check.sh, gpu_check.log. Every file is rewritten after every row.
@@ -53,6 +54,7 @@ class Row:
     n: int  # the views it runs: `views`, or a toy count in the dry run
     warmup: int
     repeats: int
+    fidelity: bool = True  # False: no dense-parent reference (where the job config allows it)
 
     @property
     def family(self) -> str:
@@ -64,9 +66,14 @@ def plan(dry: bool) -> list[Row]:
     vggt, pi3 = ("vggt_small", "pi3_small") if dry else ("vggt", "pi3")
     n = VIEWS_DRY if dry else VIEWS_REAL
     w, r = (0, 1) if dry else (1, 3)
-    rows = [Row(vggt, a, v, n[v], w, r) for v in (100, 32) for a in VGGT_METHODS]
-    rows += [Row(vggt, a, 300, n[300], w, 1 if dry else 2) for a in VGGT_METHODS]
-    rows.append(Row(vggt, "avggt_9", 800, n[800], w, 1))
+    r_big = 1 if dry else 2
+    rows = [Row(vggt, a, 100, n[100], w, r) for a in VGGT_METHODS]
+    rows += [Row(vggt, a, 300, n[300], w, r_big) for a in ("dense", "avggt_9")]
+    rows += [Row(vggt, a, 32, n[32], w, r) for a in VGGT_METHODS]
+    rows += [Row(vggt, a, 300, n[300], w, r_big) for a in ("fastvggt", "bsa_s50")]
+    # dense VGGT at 800 views is what AVGGT avoids: its fidelity reference would cost more than
+    # the row itself, so the row turns fidelity off where the job has that switch
+    rows.append(Row(vggt, "avggt_9", 800, n[800], w, 1, fidelity=False))
     rows += [
         Row(pi3, a, v, n[v], w, 1 if dry else 2) for v in (100, 300) for a in ("dense", "api3_9")
     ]
@@ -82,8 +89,9 @@ class Budget:
         self.build_s = 3.0 if dry else 15.0
         # dense forward before any measurement: VGGT-1B, 100 views, bf16 on an H100-class GPU
         self.prior = (VIEWS_DRY[100], 0.5) if dry else (100, 4.0)
-        self.compile_s = 0.0 if device.type == "cpu" else 60.0  # FlexAttention's first compile
-        self.compiled = False
+        # FlexAttention compiles for every new shape (dynamic=False): ~1 min first, less after
+        self.compile_s = 0.0 if device.type == "cpu" else 60.0
+        self.can_skip_fidelity = False  # set when the job config has a `fidelity` switch
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -99,9 +107,10 @@ class Budget:
     def estimate(self, row: Row) -> float:
         t = self.dense(row.family, row.n) * METHOD_FACTOR.get(row.attention, 1.0)
         total = self.build_s + (row.warmup + row.repeats) * t * 1.1  # + layer micro-benchmark
-        if row.attention != "dense" and (row.family, row.n) not in self.dense_s:
+        fidelity = row.fidelity or not self.can_skip_fidelity
+        if fidelity and row.attention != "dense" and (row.family, row.n) not in self.dense_s:
             total += self.dense(row.family, row.n)  # fidelity runs the dense parent
-        if row.attention.startswith("bsa") and not self.compiled:
+        if row.attention.startswith("bsa"):
             total += self.compile_s
         return total
 
@@ -113,10 +122,12 @@ class Budget:
         if record.status == "ok" and median and row.attention == "dense":
             self.dense_s[(row.family, row.n)] = float(median)
         if row.attention.startswith("bsa"):
-            self.compiled = True
+            self.compile_s *= 0.5
 
 
-def overrides(row: Row, dry: bool, device: torch.device, work: Path) -> list[str]:
+def overrides(
+    row: Row, dry: bool, device: torch.device, work: Path, fidelity_switch: bool = False
+) -> list[str]:
     width, height = (70, 56) if dry else (518, 392)
     # π³'s own loader resizes to a pixel budget; the timing compares both models at 518x392
     pre = ["model.preprocess.mode=crop"] if row.family == "pi3" else []
@@ -139,18 +150,28 @@ def overrides(row: Row, dry: bool, device: torch.device, work: Path) -> list[str
         f"record.dir={work / 'records'}",
         "record.tag=gpu_check",
         "resume=false",
+        *(["fidelity=false"] if fidelity_switch and not row.fidelity else []),
     ]
 
 
-def run_row(row: Row, dry: bool, device: torch.device, work: Path) -> Any:
+def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     from avggt_bench.paths import config_dir
-    from avggt_bench.run import run_job
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides(row, dry, device, work))
-    return run_job(cfg)
+        return compose("config", overrides=overrides)
+
+
+def has_fidelity_switch() -> bool:
+    """Whether the job config has a top-level `fidelity` switch (the dense-parent reference)."""
+    return "fidelity" in _compose([])
+
+
+def run_row(row: Row, dry: bool, device: torch.device, work: Path, switch: bool) -> Any:
+    from avggt_bench.run import run_job
+
+    return run_job(_compose(overrides(row, dry, device, work, switch)))
 
 
 def environment(device: torch.device, dry: bool) -> dict[str, Any]:
@@ -236,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(state["environment"]), flush=True)
     state["correctness"] = correctness(device, dry, work)
     summary.write(args.out, state, work / "records")
+    budget.can_skip_fidelity = has_fidelity_switch()
     for row in plan(dry):
         need, left = budget.estimate(row), budget.left() - 10.0
         label = f"{row.model} {row.attention} {row.views} views"
@@ -247,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         else:
             start = time.monotonic()
-            record = run_row(row, dry, device, work)
+            record = run_row(row, dry, device, work, budget.can_skip_fidelity)
             budget.learn(row, record)
             entry = summary.row_entry(label, row, record, time.monotonic() - start)
         state["rows"].append(entry)

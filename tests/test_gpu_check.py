@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
+import torch
 
 from avggt_bench.paths import REPO_DIR
 
@@ -79,8 +81,6 @@ def test_dry_run_checks_pass_and_rows_are_real_records_or_budget_skips(dry_run):
 
 def test_budget_skips_what_does_not_fit_and_learns_from_measurements():
     gpu_check = load("gpu_check")
-    import torch
-
     budget = gpu_check.Budget(100.0, dry=False, device=torch.device("cuda"))
     plan = gpu_check.plan(dry=False)
     assert [(r.attention, r.views) for r in plan[:4]] == [
@@ -101,6 +101,24 @@ def test_budget_skips_what_does_not_fit_and_learns_from_measurements():
     assert budget.estimate(rows[("avggt_9", 300)]) - budget.build_s < fidelity
     assert budget.dense("vggt", 800) == pytest.approx(20.0 * (800 / 300) ** 2)
     assert budget.estimate(avggt800) > budget.left()  # would be skipped with 100 s
+    # AVGGT at 800 views drops the dense-parent reference where the job has the switch
+    with_parent = budget.estimate(avggt800)
+    budget.can_skip_fidelity = True
+    assert with_parent - budget.estimate(avggt800) == pytest.approx(budget.dense("vggt", 800))
+
+
+def test_rows_pass_the_record_folder_and_precision_explicitly():
+    gpu_check = load("gpu_check")
+    cuda, work = torch.device("cuda"), Path("/w")
+    row = next(r for r in gpu_check.plan(dry=False) if r.views == 800)
+    args = gpu_check.overrides(row, False, cuda, work, fidelity_switch=True)
+    assert {"record.dir=/w/records", "precision=bf16", "num_views=800", "fidelity=false"} <= set(
+        args
+    )
+    assert "fidelity=false" not in gpu_check.overrides(row, False, cuda, work)
+    assert not any(a.startswith("experiment=") for a in args)
+    dry = gpu_check.plan(dry=True)[0]
+    assert "precision=fp32" in gpu_check.overrides(dry, True, torch.device("cpu"), work)
 
 
 def test_speedup_table_puts_the_cost_model_beside_the_measurement():
