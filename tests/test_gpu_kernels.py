@@ -23,12 +23,19 @@ from avggt_bench.errors import ConfigError
 # --- block-sparse: FlexAttention vs the gathered kernel ----------------------------------------
 
 
-def selection(rho=0.8, tau=0.4, pad=False, dtype=torch.float32):
-    """Random q/k/v of a 3-frame layout (126 patch tokens: not a multiple of the blocks)."""
-    layout = TokenLayout(frames=3, grid=(6, 7), num_special=5)
-    opts = bs.BlockSparseOptions(rho=rho, tau=tau, q_block=32, k_block=16, pad_patch_keys=pad)
+def selection(pad=False, dtype=torch.float32, full_size=False):
+    """Random q/k/v and block selection (rho 0.8, tau 0.4) of a layout whose patch tokens are no
+    multiple of the blocks: 3 frames of 6x7 patches with blocks (32, 16), or with `full_size` the
+    presets' blocks (128, 64) on 4 frames of 12x13 patches and head dim 64 (CUDA kernels)."""
+    frames, grid, blocks, dim = (
+        (4, (12, 13), (128, 64), 64) if full_size else (3, (6, 7), (32, 16), 16)
+    )
+    layout = TokenLayout(frames=frames, grid=grid, num_special=5)
+    opts = bs.BlockSparseOptions(
+        rho=0.8, tau=0.4, q_block=blocks[0], k_block=blocks[1], pad_patch_keys=pad
+    )
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 2, layout.num_tokens, 16, generator=gen, dtype=dtype) for _ in "qkv")
+    q, k, v = (torch.randn(1, 2, layout.num_tokens, dim, generator=gen, dtype=dtype) for _ in "qkv")
     geo = bs.geometry(layout, opts, "cpu")
     qp, kp, vp = (x[:, :, geo.patch_idx] for x in (q, k, v))
     mask = bs.block_mask(qp, kp, geo, opts)
@@ -72,7 +79,7 @@ def test_compiled_flex_attention_equals_the_gathered_kernel_on_cpu():
 def test_flex_attention_on_cuda_equals_the_float64_masked_reference():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    qp, keys, values, mask, geo, opts = selection()
+    qp, keys, values, mask, geo, opts = selection(full_size=True)
     ref = bs.masked_dense_attention(*(t.double() for t in (qp, keys, values)), mask, geo, opts)
     cuda = [t.cuda() for t in (qp, keys, values, mask)]
     out = bs.flex_attention_blocks(*cuda[:3], cuda[3], geo, opts).cpu().double()
