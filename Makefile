@@ -57,7 +57,7 @@ clean: ## remove Hydra outputs and caches (keeps .venv and results/)
 
 .PHONY: gpu-check gpu-wheels
 gpu-check: ## the prepared GPU check (scripts/gpu_check.sh; DRY=1: on CPU at toy sizes, OUT=folder)
-	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.sh $(if $(DRY),--dry-run) $(OUT)
+	PYTHON=$(or $(PYTHON),$(if $(wildcard $(PY)),$(PY),python3)) scripts/gpu_check.sh $(if $(DRY),--dry-run) $(OUT)
 
 gpu-wheels: ## download into .whl/ the wheels the GPU machine lacks (hydra-core, omegaconf, antlr4)
-	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_wheels.sh
+	PYTHON=$(or $(PYTHON),$(if $(wildcard $(PY)),$(PY),python3)) scripts/gpu_wheels.sh

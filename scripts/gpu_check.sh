@@ -23,6 +23,10 @@ done
 out="${out:-${OUT:-results/gpu_check}}"
 mkdir -p "$out"
 PY="${PYTHON:-python3}"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "$PY cannot import torch: set PYTHON to the interpreter that has it" >&2
+    exit 2
+fi
 if ! "$PY" -c "import hydra, omegaconf" 2>/dev/null; then
     if ! ls .whl/*.whl >/dev/null 2>&1; then
         echo "hydra-core/omegaconf missing and no wheels in .whl/: run scripts/gpu_wheels.sh" >&2
