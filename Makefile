@@ -63,3 +63,10 @@ report: $(STAMP) ## rebuild the summary tables from the committed records (DIR=r
 
 clean: ## remove Hydra outputs and caches (keeps .venv and results/)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
+
+.PHONY: gpu-check gpu-wheels
+gpu-check: ## the prepared GPU check (scripts/gpu_check.sh; DRY=1: on CPU at toy sizes, OUT=folder)
+	PYTHON=$(or $(PYTHON),$(if $(wildcard $(PY)),$(PY),python3)) scripts/gpu_check.sh $(if $(DRY),--dry-run) $(OUT)
+
+gpu-wheels: ## download into .whl/ the wheels the GPU machine lacks (hydra-core, omegaconf, antlr4)
+	PYTHON=$(or $(PYTHON),$(if $(wildcard $(PY)),$(PY),python3)) scripts/gpu_wheels.sh

@@ -3,6 +3,9 @@
 GPU: `torch.cuda.synchronize` around `perf_counter`, peak from `max_memory_allocated` after
 `reset_peak_memory_stats`. CPU: `perf_counter`, peak resident set size read from the kernel's
 high-water mark (reset before the measured region where Linux allows it), thread count recorded.
+
+Every CUDA call goes through one small interface, `Accelerator` (`CudaAccelerator` on a GPU), so
+the GPU branch of the meters runs in tests with a fake one (tests/test_gpu_rehearsal.py).
 """
 
 from __future__ import annotations
@@ -15,16 +18,54 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+class Accelerator(Protocol):
+    """The device calls the meters make on an accelerator (CUDA)."""
+
+    memory_kind: str  # what `max_memory_allocated` measures, for the record
+
+    def synchronize(self) -> None: ...
+    def reset_peak_memory(self) -> None: ...
+    def memory_allocated(self) -> int: ...
+    def max_memory_allocated(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class CudaAccelerator:
+    """PyTorch's CUDA caching allocator statistics and stream synchronisation for one device."""
+
+    device: torch.device
+    memory_kind: str = "cuda_max_memory_allocated"
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def reset_peak_memory(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def memory_allocated(self) -> int:
+        return int(torch.cuda.memory_allocated(self.device))
+
+    def max_memory_allocated(self) -> int:
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+
+def accelerator_for(device: torch.device) -> Accelerator | None:
+    """The accelerator interface of a device: CUDA's for `cuda`, None (host memory) otherwise."""
+    return CudaAccelerator(device) if device.type == "cuda" else None
 
 
 def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    accel = accelerator_for(device)
+    if accel is not None:
+        accel.synchronize()
 
 
 @dataclass
@@ -107,18 +148,21 @@ def _lifetime_peak_rss_bytes() -> int:
 
 
 class MemoryMeter:
-    """Measures peak memory over a region: `with MemoryMeter(device) as m: ...; m.stats`."""
+    """Measures peak memory over a region: `with MemoryMeter(device) as m: ...; m.stats`.
 
-    def __init__(self, device: torch.device) -> None:
+    `accelerator` replaces the device's own interface (tests pass a fake CUDA one)."""
+
+    def __init__(self, device: torch.device, accelerator: Accelerator | None = None) -> None:
         self.device = device
+        self.accel = accelerator if accelerator is not None else accelerator_for(device)
         self.stats: MemoryStats | None = None
 
     def __enter__(self) -> MemoryMeter:
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._baseline = torch.cuda.memory_allocated(self.device)
-            self._kind = "cuda_max_memory_allocated"
+        if self.accel is not None:
+            self.accel.synchronize()  # work queued before the region must not count in it
+            self.accel.reset_peak_memory()
+            self._baseline = self.accel.memory_allocated()
+            self._kind = self.accel.memory_kind
         else:
             self._baseline = current_rss_bytes()
             reset = _reset_peak_rss()
@@ -126,9 +170,9 @@ class MemoryMeter:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
+        if self.accel is not None:
+            self.accel.synchronize()  # the region's kernels must have run before the peak is read
+            peak = self.accel.max_memory_allocated()
         else:
             kb = _proc_status_kb("VmHWM")
             peak = kb * 1024 if kb is not None else _lifetime_peak_rss_bytes()
@@ -151,26 +195,35 @@ def stopwatch(device: torch.device | None = None) -> Iterator[dict[str, float]]:
 
 
 def time_repeats(
-    fn: Callable[[], T], device: torch.device, warmup: int = 1, repeats: int = 3
+    fn: Callable[[], T],
+    device: torch.device,
+    warmup: int = 1,
+    repeats: int = 3,
+    accelerator: Accelerator | None = None,
+    clock: Clock = time.perf_counter,
 ) -> tuple[T, TimingStats, MemoryStats]:
     """Run `fn` `warmup` times untimed, then `repeats` times timed; peak memory over the repeats.
 
-    Returns the last result, the timings and the memory of the timed region.
+    On an accelerator every repeat is bracketed by synchronisations, so the wall clock covers the
+    kernels and not only their launch. Returns the last result, the timings and the memory of the
+    timed region. `accelerator` and `clock` replace the device's own (tests).
     """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    accel = accelerator if accelerator is not None else accelerator_for(device)
+    sync = accel.synchronize if accel is not None else (lambda: None)
     for _ in range(warmup):
         fn()
     result = None
     times = []
-    with MemoryMeter(device) as meter:
+    with MemoryMeter(device, accel) as meter:
         for _ in range(repeats):
             result = None  # free the previous output so the peak covers one run only
-            synchronize(device)
-            start = time.perf_counter()
+            sync()
+            start = clock()
             result = fn()
-            synchronize(device)
-            times.append(time.perf_counter() - start)
+            sync()
+            times.append(clock() - start)
     return result, TimingStats(times, warmup), meter.stats
 
 

@@ -273,24 +273,34 @@ def masked_dense_attention(q_patch, keys, values, mask, geo: Geometry, opts) -> 
     return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1) @ values
 
 
-def flex_attention_blocks(q_patch, keys, values, mask, geo: Geometry, opts) -> torch.Tensor:
-    """FlexAttention with a BlockMask built from the selected blocks (CUDA, under torch.compile)."""
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+def flex_block_mask(mask: torch.Tensor, geo: Geometry, opts: BlockSparseOptions):
+    """The FlexAttention `BlockMask` of a block selection `[B, H, Q_b, K_tot]`: the selected key
+    blocks of each query block, and a token-level `mask_mod` that drops the query/key padding."""
+    from torch.nn.attention.flex_attention import BlockMask
 
-    valid = _key_valid(geo, q_patch.device)
+    valid = _key_valid(geo, mask.device)
     t_p, key_len = geo.t_p, geo.key_len
 
     def bounds(b, h, q_idx, kv_idx):
         return (q_idx < t_p) & (kv_idx < key_len) & valid[kv_idx.clamp(max=key_len - 1)]
 
     order = torch.sort(mask.to(torch.int32), dim=-1, descending=True, stable=True)
-    block = BlockMask.from_kv_blocks(
+    return BlockMask.from_kv_blocks(
         mask.sum(-1).to(torch.int32),
         order.indices.to(torch.int32),
         BLOCK_SIZE=(opts.q_block, opts.k_block),
         mask_mod=bounds,
         seq_lengths=(t_p, key_len),
     )
+
+
+def flex_attention_blocks(q_patch, keys, values, mask, geo: Geometry, opts) -> torch.Tensor:
+    """FlexAttention over the selected blocks, always under torch.compile: eager FlexAttention
+    applies the `mask_mod` to every score but not the block selection, so it would silently run
+    dense (seen on CPU with torch 2.13; tests/test_gpu_kernels.py)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    block = flex_block_mask(mask, geo, opts)
     compiled = _compiled_flex(flex_attention)
     return compiled(q_patch, keys, values, block_mask=block)
 

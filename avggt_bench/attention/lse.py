@@ -1,4 +1,5 @@
-"""`attn_lse(q, k, v)`: fused attention that also returns the per-row log-sum-exp (avggt.md §7.2).
+"""`attn_lse(q, k, v)`: fused attention that also returns the per-row log-sum-exp (SGA merges the
+kept-key attention with its diagonal and mean terms through it).
 
 The private aten ops behind SDPA change signature between PyTorch releases; they stay behind this
 one wrapper. Every backend returns `o` `[B, H, T, d]` in the compute dtype and `lse` `[B, H, T]`
@@ -7,8 +8,10 @@ in fp32 (fp64 for fp64 inputs): the natural-log log-sum-exp of the *scaled* logi
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -56,27 +59,85 @@ BACKENDS: dict[str, LseFn] = {
     "flash_attn": _flash_attn,
     "math": _math,
 }
+CUDA_ONLY = ("sdpa_flash", "sdpa_efficient", "flash_attn")
 
 
-def choose_backend(kernel: str, device: torch.device, dtype: torch.dtype) -> str:
-    """Resolve `kernel: auto` for a device and dtype; validate an explicit choice."""
+@dataclass(frozen=True)
+class BackendEnv:
+    """Everything the backend choice depends on, so that the choice is a pure function (the CUDA
+    branches are tested without a GPU). `flash_capable`: PyTorch's flash kernels run on this
+    device (CUDA compute capability 8.0 or newer); `flash_attn_installed`: the optional
+    `flash_attn` package imports."""
+
+    device_type: str
+    dtype: torch.dtype
+    head_dim: int
+    flash_capable: bool = False
+    flash_attn_installed: bool = False
+
+
+HALF = (torch.float16, torch.bfloat16)
+# PyTorch's flash kernels: fp16/bf16, head dim a multiple of 8 up to 256 (sdp_utils.cpp checks)
+FLASH_MAX_HEAD_DIM = 256
+
+
+def select_backend(kernel: str, env: BackendEnv) -> str:
+    """Resolve `kernel: auto` for an environment; validate an explicit choice against it."""
     if kernel != "auto":
         if kernel not in BACKENDS:
             raise ConfigError(
                 f"unknown attention kernel {kernel!r}; valid: auto, {', '.join(BACKENDS)}"
             )
+        if kernel in CUDA_ONLY and env.device_type != "cuda":
+            raise ConfigError(
+                f"attention kernel {kernel!r} runs on CUDA only (this is {env.device_type}); "
+                "use kernel=auto, cpu_flash or math"
+            )
+        if kernel == "flash_attn" and not env.flash_attn_installed:
+            raise ConfigError("kernel=flash_attn needs the flash_attn package; use kernel=auto")
         return kernel
-    if device.type == "cpu":
-        return "cpu_flash" if dtype in (torch.float32, torch.float64, torch.bfloat16) else "math"
-    if device.type == "cuda":
-        return "sdpa_flash" if dtype in (torch.float16, torch.bfloat16) else "sdpa_efficient"
+    if env.device_type == "cpu":
+        return (
+            "cpu_flash" if env.dtype in (torch.float32, torch.float64, torch.bfloat16) else "math"
+        )
+    if env.device_type == "cuda":
+        flash_ok = (
+            env.dtype in HALF
+            and env.flash_capable
+            and env.head_dim % 8 == 0
+            and env.head_dim <= FLASH_MAX_HEAD_DIM
+        )
+        if flash_ok:
+            return "sdpa_flash"
+        if env.dtype in (torch.float32, *HALF) and env.head_dim % 8 == 0:
+            return "sdpa_efficient"  # memory-efficient kernel: fp32, or half on pre-Ampere GPUs
+        return "math"  # fp64, or a head dim the fused kernels reject
     return "math"
+
+
+def backend_env(device: torch.device, dtype: torch.dtype, head_dim: int) -> BackendEnv:
+    """The environment of tensors on `device` (asks CUDA only for a CUDA device)."""
+    capable = installed = False
+    if device.type == "cuda":
+        capable = torch.cuda.get_device_capability(device)[0] >= 8
+        installed = importlib.util.find_spec("flash_attn") is not None
+    return BackendEnv(device.type, dtype, head_dim, capable, installed)
+
+
+def choose_backend(
+    kernel: str, device: torch.device, dtype: torch.dtype, head_dim: int = 64
+) -> str:
+    """Resolve `kernel: auto` for a device, dtype and head dim; an explicit choice is checked by
+    name only (configs are validated before the device is known; `attn_lse` checks the rest)."""
+    if kernel != "auto":
+        return select_backend(kernel, BackendEnv("cuda", dtype, head_dim, True, True))
+    return select_backend(kernel, backend_env(device, dtype, head_dim))
 
 
 def attn_lse(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Attention output, log-sum-exp and the backend that ran (scale 1/sqrt(d), no mask)."""
-    backend = choose_backend(kernel, q.device, q.dtype)
+    backend = select_backend(kernel, backend_env(q.device, q.dtype, q.shape[-1]))
     out, lse = BACKENDS[backend](q, k, v)
     return out, lse, backend

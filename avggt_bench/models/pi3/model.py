@@ -9,7 +9,6 @@ SDPA backend policy. No view is special: the network is permutation-equivariant 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from avggt_bench.models.predictions import Predictions
 from avggt_bench.models.rope import RoPE2D
 from avggt_bench.models.vggt.aggregator import IMAGENET_MEAN, IMAGENET_STD, patch_positions
 from avggt_bench.models.vggt.model import check_images
+from avggt_bench.precision import heads_context
 
 NUM_REGISTERS = 5
 PI3_POLICY = "pi3"
@@ -228,10 +228,7 @@ class Pi3(nn.Module):
         y_point = self.point_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         y_conf = self.conf_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         y_cam = self.camera_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
-        autocast_off = (
-            torch.autocast("cuda", enabled=False) if images.device.type == "cuda" else nullcontext()
-        )
-        with autocast_off:
+        with heads_context(images.device):  # fp32 heads unless the precision policy says not
             xyz = self.point_head(y_point.float(), h, w)
             conf = self.conf_head(y_conf.float(), h, w)
             poses = self.camera_head(y_cam.float(), h, w)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +16,7 @@ from avggt_bench.models.vggt.aggregator import NUM_SPECIAL, Aggregator
 from avggt_bench.models.vggt.camera_head import CameraHead
 from avggt_bench.models.vggt.dpt import DPTHead
 from avggt_bench.models.vggt.pose_encoding import pose_encoding_to_extri_intri
+from avggt_bench.precision import heads_context
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,7 @@ class VGGT(nn.Module):
         images = check_images(images, self.arch.patch_size)
         height, width = images.shape[-2:]
         tokens, _ = self.aggregator(images, keep=self.kept_layers())
-        autocast_off = (
-            torch.autocast("cuda", enabled=False) if images.device.type == "cuda" else nullcontext()
-        )
-        with autocast_off:
+        with heads_context(images.device):  # fp32 heads unless the precision policy says not
             pose_enc_list = self.camera_head(tokens[self.arch.depth - 1])
             depth, depth_conf = self.depth_head(tokens, (height, width), NUM_SPECIAL)
             points, points_conf = self.point_head(tokens, (height, width), NUM_SPECIAL)
