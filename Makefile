@@ -13,8 +13,9 @@ endif
 STAMP := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))/.avggt-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+ARGS ?=
 
-.PHONY: help setup bench test test-all lint format report clean
+.PHONY: help setup bench bench-full run test test-all lint format report clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,8 +33,14 @@ $(STAMP): pyproject.toml $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 
 setup: $(STAMP) ## create the virtual environment (if none is active) and install the project
 
-bench: $(STAMP) ## run the default benchmark sweep for this machine's device and print the summary
+bench: $(STAMP) ## quick benchmark (dense vs AVGGT(9) vs FastVGGT over views, ~5 min on 2 CPU cores) + report
 	$(PY) -m avggt_bench.bench $(BENCH_ARGS)
+
+bench-full: $(STAMP) ## every benchmark sweep (VGGT, pi3, baselines, memory) and metric timing + report
+	$(PY) -m avggt_bench.bench --full $(BENCH_ARGS)
+
+run: $(STAMP) ## one job or sweep with the project's environment: make run ARGS="num_views=8 attention=avggt_9"
+	$(PY) -m avggt_bench.run $(ARGS)
 
 test: $(STAMP) lint ## lint, then the fast test suite (what CI runs)
 	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
@@ -49,7 +56,7 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(PY) -m ruff check --fix avggt_bench tests datasets
 	$(PY) -m ruff format avggt_bench tests datasets
 
-report: $(STAMP) ## rebuild the summary tables from the committed records (DIR=results/bench/...)
+report: $(STAMP) ## rebuild the summary tables from records (DIR=results/runs/<machine>/bench ...)
 	$(PY) -m avggt_bench.report $(or $(DIR),results)
 
 clean: ## remove Hydra outputs and caches (keeps .venv and results/)

@@ -160,6 +160,14 @@ def machine_slug(device: str | None = "auto", threads: int | None = None) -> str
     return f"cpu-{slugify(cpu_model())}-{usable_cores()}c-{cpu_threads(threads)}t"
 
 
+def register_resolver() -> None:
+    """`${machine:${device},${threads}}` in configs: this machine's slug (idempotent)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("machine"):
+        OmegaConf.register_new_resolver("machine", machine_slug)
+
+
 def machine_identity(device: str | None = "auto", threads: int | None = None) -> dict[str, Any]:
     """What a measurement depends on besides the config: device model, CPU, cores, threads,
     torch and CUDA versions."""

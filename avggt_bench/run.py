@@ -12,13 +12,15 @@ failed run, while a multirun sweep goes on. The job itself lives in `avggt_bench
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from avggt_bench.job import requested_views, run_job
-from avggt_bench.machine import machine_slug
+from avggt_bench.job.start import MARKER_ENV
+from avggt_bench.machine import register_resolver
 from avggt_bench.paths import config_dir
 from avggt_bench.typos import unknown_override_hint
 
@@ -26,13 +28,7 @@ __all__ = ["main", "requested_views", "run_job"]
 log = logging.getLogger("avggt_bench.run")
 
 
-def _machine_resolver(device: str | None = "auto", threads: int | None = None) -> str:
-    """`${machine:${device},${threads}}` in configs: this machine's slug."""
-    return machine_slug(device, threads)
-
-
-if not OmegaConf.has_resolver("machine"):
-    OmegaConf.register_new_resolver("machine", _machine_resolver)
+register_resolver()  # `${machine:...}` in the configs
 
 
 def _is_multirun() -> bool:
@@ -64,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _hydra_main()
     except KeyboardInterrupt:
+        if os.environ.get(MARKER_ENV):  # a sweep job: the launcher's process says it once
+            raise SystemExit(130) from None
         print(
             "\ninterrupted: finished jobs keep their records (nothing finished is lost); the "
             "interrupted job is not recorded as done. Run the same command again to resume.",

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.errors import ConfigError
-from avggt_bench.machine import machine_identity, package_version
+from avggt_bench.machine import machine_identity, package_version, register_resolver
 from avggt_bench.records import config_hash, find_records, read_record
 
 PLAIN_LOADER_VIEWS = 16  # num_views=null on a plain loader (synthetic)
@@ -63,6 +63,7 @@ class JobId:
 
 def job_id(cfg: DictConfig, overrides: list[str] | None = None) -> JobId:
     """Identity, config hash, series hash (without the view count) and record path of a job."""
+    register_resolver()
     # key by key: `record.dir` may name Hydra's output folder, unknown outside a Hydra app
     config = {
         k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
