@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="every sweep and metric timing")
     parser.add_argument("--reference", action="store_true", help="write results/reference/")
     parser.add_argument("--plan", action="store_true", help="print the plan, run nothing")
+    parser.add_argument(
+        "--no-estimate", action="store_true", help="skip the time estimate (builds the models)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value passed to every sweep")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     kind = device_type("auto")
@@ -123,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = (FULL if args.full else QUICK)[kind]
     folder = out_dir(args.reference, slug)
     extra = list(args.overrides)
-    if args.reference:
+    given = [o.partition("=")[2] for o in extra if o.startswith("record.dir=")]
+    if given:  # records elsewhere: the report goes beside them
+        folder = Path(given[-1]).parent
+    elif args.reference:
         extra.append(f"record.dir={folder / 'records'}")
     plan = make_plan(sweeps, extra)
-    estimate(plan)
+    if not args.no_estimate:
+        estimate(plan)
     announce(plan, sweeps, slug)
     if args.plan:
         return 0

@@ -61,10 +61,11 @@ def sweep_jobs(experiment: str, extra: list[str]) -> list[list[str]]:
     plain = [o for o in extra if "," not in o.partition("=")[2]]
     cfg = _compose([*base, *plain, f"paths.root={REPO_DIR}"], hydra=True)
     params = {str(k): str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()}
-    for o in extra:
+    for o in extra:  # the command line wins over the experiment's sweep, as in Hydra
         key, _, value = o.partition("=")
-        if "," in value:
+        if "," in value or key in params:
             params[key] = value
+    plain = [o for o in plain if o.partition("=")[0] not in params]
     keys = list(params)
     grid = itertools.product(*(params[k].split(",") for k in keys))
     jobs = [

@@ -73,8 +73,43 @@ def test_each_sweep_job_runs_in_its_own_process(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "each in its own process" in out.stderr + out.stdout
     recs = by_views(tmp_path / "records")
-    assert {r["provenance"]["hostname"] for r in recs.values()}  # written by the child jobs
+    pids = {r["provenance"]["pid"] for r in recs.values()}
+    assert len(pids) == 2 and os.getpid() not in pids  # two child processes, not this one
     assert all(r["status"] == "ok" for r in recs.values())
+    assert all(r["provenance"]["machine"] == r["job"]["machine"] for r in recs.values())
+    load = recs[1]["provenance"]["load"]
+    assert load["cores"] >= 1 and len(load["loadavg_before"]) == 3
+    assert 0.0 <= load["other_cpu_share"] <= 1.0 and isinstance(load["busy"], bool)
+
+
+def test_a_killed_job_leaves_a_crashed_record_and_bench_fails(tmp_path, monkeypatch, capsys):
+    from avggt_bench import bench
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO_DIR))
+    monkeypatch.setenv("AVGGT_QUIET", "1")
+    records = tmp_path / "bench" / "records"
+    code = bench.main(
+        [
+            "--no-estimate",
+            *TINY,
+            "num_views=1,2",
+            "attention=dense",
+            f"paths.root={tmp_path}",
+            f"record.dir={records}",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            "debug.simulate_crash_from_views=2",
+        ]
+    )
+    assert code != 0
+    recs = by_views(records)
+    assert recs[1]["status"] == "ok"
+    crashed = recs[2]
+    assert crashed["status"] == "crashed" and crashed["exit_code"] == -9
+    assert "exit code -9" in crashed["message"] and crashed["stderr_tail"]
+    assert "forward" in crashed["stderr_tail"][-1]  # the stage log says where the job died
+    err = capsys.readouterr().err
+    assert "1 job(s) did not finish" in err and crashed["run_id"] in err
+    assert (records.parent / "summary.md").exists()  # the report is written all the same
 
 
 def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
@@ -114,10 +149,50 @@ def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
     assert summary["cost/macs"] == rec.cost["macs"]
 
 
+def test_wandb_offline_run_holds_the_per_scene_table(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from avggt_bench.paths import config_dir
+    from avggt_bench.run import run_job
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "model=ground_truth",
+                "dataset=synthetic_sparse",
+                "dataset.width=56",
+                "dataset.height=42",
+                "logger=wandb",
+                f"paths.root={tmp_path}",
+                f"record.dir={tmp_path}/records",
+            ],
+        )
+    rec = run_job(cfg)
+    assert rec.status == "ok" and len(rec.scenes) == 3
+    [table] = list((tmp_path / "wandb").glob("offline-run-*/files/media/table/per_scene*.json"))
+    content = json.loads(table.read_text())
+    rows = [dict(zip(content["columns"], row, strict=True)) for row in content["data"]]
+    assert [r["scene_id"] for r in rows] == [s["scene_id"] for s in rec.scenes]
+    assert all(r["status"] == "ok" for r in rows)
+    assert rows[0]["forward.median_s"] == pytest.approx(rec.scenes[0]["forward"]["median_s"])
+
+
 def test_report_says_what_it_did_with_odd_records(tmp_path):
-    good = json.loads(
-        next((REPO_DIR / "results" / "bench" / "cpu" / "records").glob("*.json")).read_text()
-    )
+    from hydra import compose, initialize_config_dir
+
+    from avggt_bench.paths import config_dir
+    from avggt_bench.run import run_job
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[*TINY, "num_views=1", f"paths.root={tmp_path}", f"record.dir={tmp_path}/r"],
+        )
+    assert run_job(cfg).status == "ok"
+    good = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "good.json").write_text(json.dumps(good))

@@ -8,6 +8,8 @@ job); each unit's forward is timed the same way and yields the same `forward` st
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -106,10 +108,14 @@ def build(cfg: DictConfig, device: torch.device, precision: str, record: Record)
 def forward_fn(
     cfg: DictConfig, model: Any, images: torch.Tensor, precision: str, device: torch.device
 ) -> Callable[[], Any]:
-    simulate_oom = (cfg.get("debug") or {}).get("simulate_oom_from_views")
+    debug = cfg.get("debug") or {}
+    simulate_oom = debug.get("simulate_oom_from_views")
+    simulate_crash = debug.get("simulate_crash_from_views")
     views = images.shape[0]
 
     def forward() -> Any:
+        if simulate_crash is not None and views >= int(simulate_crash):
+            os.kill(os.getpid(), signal.SIGKILL)  # a hard death: no handler, no record update
         if simulate_oom is not None and views >= int(simulate_oom):
             raise torch.OutOfMemoryError(f"simulated out of memory at {views} views")
         with torch.inference_mode(), autocast_context(precision, device):
