@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from avggt_bench.data.base import SkippedScene
-from avggt_bench.data.protocol import ProtocolDataset
+from avggt_bench.data.base import FrameError, SkippedScene
+from avggt_bench.data.protocol import UNREADABLE, ProtocolDataset, protocol_scenes
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import DataError
 from avggt_bench.job.resume import requested_views
@@ -100,7 +100,7 @@ def run_protocol_job(
     record.stage = "load"
     loaded_at = time.perf_counter()
     try:
-        for position, item in enumerate(_scenes(dataset, views, plan)):
+        for position, item in enumerate(_scenes(dataset, views)):
             load_s = time.perf_counter() - loaded_at
             label = f"scene {position + 1}/{len(plan)} {item.scene_id}: "
             if isinstance(item, SkippedScene):
@@ -164,32 +164,51 @@ def run_protocol_job(
         )
 
 
-def _scenes(
-    dataset: ProtocolDataset, views: int | None, plan: list[Any]
-) -> Iterator[Scene | SkippedScene | SceneResult]:
-    """The preset's scenes; when loading one raises an error of our own code (a loader bug), that
-    scene becomes an `error` result with its traceback and loading resumes after it."""
-    done = 0
-    while done < len(plan):
-        scenes = dataset.scenes(views)
-        for _ in range(done):  # a restarted loader: skip what was already handled
-            next(scenes)
+class _GuardedLoader:
+    """The preset's loader, with errors of our own code (KeyError, TypeError, ...) in `load` kept
+    per scene: the protocol iteration goes on with the next scene (a DataError stands in for the
+    bug) and the job records the scene as `error` with the traceback, never as a data skip."""
+
+    def __init__(self, loader: Any, failures: dict[str, tuple[str, str]]) -> None:
+        self._loader = loader
+        self._failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def with_frames(self, frames: int) -> _GuardedLoader:
+        return _GuardedLoader(self._loader.with_frames(frames), self._failures)
+
+    def load(self, sequence: str, *args: Any, **kwargs: Any) -> Scene:
         try:
-            for item in scenes:
-                done += 1
-                yield item
-            return
-        except Exception as exc:  # raised by the loader while loading scene `done`
-            status, message = failure_status(exc)
-            scene_id = getattr(plan[done], "scene_id", f"#{done}")
-            done += 1
+            return self._loader.load(sequence, *args, **kwargs)
+        except (FrameError, *UNREADABLE):
+            raise  # the data's fault: the protocol skips the scene with its reason
+        except Exception as exc:
+            self._failures[sequence] = failure_status(exc)
+            raise DataError(f"loader failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _scenes(
+    dataset: ProtocolDataset, views: int | None
+) -> Iterator[Scene | SkippedScene | SceneResult]:
+    """The preset's scenes in order; a scene whose loading hit a bug of our code becomes an
+    `error` SceneResult with its traceback."""
+    failures: dict[str, tuple[str, str]] = {}
+    guarded = _GuardedLoader(dataset.loader, failures)
+    for item in protocol_scenes(dataset.preset, views, guarded):
+        if isinstance(item, SkippedScene) and item.scene_id in failures:
+            status, message = failures[item.scene_id]
             yield SceneResult(
-                scene_id,
+                item.scene_id,
                 dataset.preset.dataset,
                 dataset.preset.task,
+                item.category,
                 status=status,
                 message=f"load: {message}",
             )
+        else:
+            yield item
 
 
 def _run_scene(
