@@ -212,3 +212,29 @@ def test_report_says_what_it_did_with_odd_records(tmp_path):
     paths = report.write_report(df, notes, tmp_path / "out")
     text = paths["markdown"].read_text()
     assert "## GPU X" in text and "Records not used as they are" in text
+
+
+def test_bench_plan_lists_every_sweep_job_and_what_is_already_recorded(tmp_path):
+    from avggt_bench.bench import FULL, QUICK
+    from avggt_bench.bench_plan import make_plan, sweep_jobs
+
+    quick = sweep_jobs(QUICK["cpu"][0], [])
+    views = sorted({int(o.split("=")[1]) for j in quick for o in j if o.startswith("num_views=")})
+    attention = {o.split("=")[1] for j in quick for o in j if o.startswith("attention=")}
+    assert views == [8, 16, 32, 64] and attention == {"dense", "avggt_9", "fastvggt"}
+    assert len(quick) == 12
+    # the command line wins over the experiment's own sweep, as in Hydra
+    narrowed = sweep_jobs(QUICK["cpu"][0], ["num_views=8,16", "attention=dense"])
+    assert len(narrowed) == 2 and all("attention=dense" in j for j in narrowed)
+    assert len(FULL["cpu"]) == 4
+    plan = make_plan(QUICK["cpu"], ["num_views=8,16", f"paths.root={tmp_path}"])
+    assert len(plan.jobs) == 6 and not any(j.done for j in plan.jobs)
+    first = plan.jobs[0].jid
+    assert (
+        first.path.parent
+        == tmp_path / "results" / "runs" / first.job["machine"] / "bench" / "records"
+    )
+    first.path.parent.mkdir(parents=True)
+    first.path.write_text(json.dumps({"config_hash": first.digest, "status": "ok"}))
+    again = make_plan(QUICK["cpu"], ["num_views=8,16", f"paths.root={tmp_path}"])
+    assert [j.done for j in again.jobs] == [True] + [False] * 5
