@@ -46,6 +46,9 @@ def unknown_override_hint(args: list[str], conf_dir: Path) -> str | None:
         for o in plain
         if o.key_or_group not in groups and o.key_or_group.split(".")[0] not in swept
     ]
+    # fast path: a key found in the primary config or in any option file of its group is left to
+    # Hydra; only a key found nowhere costs a composition (for the closest valid key)
+    checked = [o for o in checked if not _known_somewhere(conf_dir, o.key_or_group, groups)]
     if not checked:
         return None
     chosen = [f"{o.key_or_group}={_choices(o)[0]}" for o in plain if o.key_or_group in groups]
@@ -101,3 +104,28 @@ def _primary(conf_dir: Path) -> DictConfig | None:
     except Exception:
         return None
     return cfg if isinstance(cfg, DictConfig) else None
+
+
+def _has(node: Any, dotted: str) -> bool:
+    """Whether the raw (unresolved) config holds the dotted key."""
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _raw(path: Path) -> Any:
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def _known_somewhere(conf_dir: Path, key: str, groups: set[str]) -> bool:
+    head, _, rest = key.partition(".")
+    try:
+        if _has(_raw(conf_dir / "config.yaml"), key):
+            return True
+        if head not in groups or not rest:
+            return False
+        return any(_has(_raw(option), rest) for option in (conf_dir / head).glob("*.yaml"))
+    except Exception:
+        return True  # cannot tell: let Hydra judge
