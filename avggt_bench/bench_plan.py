@@ -122,6 +122,9 @@ def estimate(plan: Plan) -> None:
             plan.rate_macs_per_s = _measure_rate(model, hw, device, precision, autocast_context)
         runs = int(cfg.timing.warmup) + int(cfg.timing.repeats)
         job.estimate_s = runs * job.macs / plan.rate_macs_per_s + plan.startup_s
+    models.clear()
+    if torch.cuda.is_available():  # leave the GPU to the sweep's jobs
+        torch.cuda.empty_cache()
 
 
 def _input_hw(cfg: DictConfig, model: Any) -> tuple[int, int]:

@@ -238,3 +238,19 @@ def test_bench_plan_lists_every_sweep_job_and_what_is_already_recorded(tmp_path)
     first.path.write_text(json.dumps({"config_hash": first.digest, "status": "ok"}))
     again = make_plan(QUICK["cpu"], ["num_views=8,16", f"paths.root={tmp_path}"])
     assert [j.done for j in again.jobs] == [True] + [False] * 5
+
+
+def test_a_multirun_without_record_dir_resumes_from_the_machine_folder(tmp_path):
+    # the README's multirun example, run twice with no extra flag: the second run computes nothing
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "HF_HUB_OFFLINE": "1", "AVGGT_QUIET": "1"}
+    cmd = [sys.executable, "-m", "avggt_bench.run", "-m", *TINY, "num_views=1",
+           "attention=dense,avggt_2", f"paths.root={tmp_path}"]  # fmt: skip
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [folder] = (tmp_path / "results" / "runs").iterdir()
+    made = {p.name: p.stat().st_mtime_ns for p in (folder / "records").glob("*.json")}
+    assert len(made) == 2
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert again.stderr.count("record exists, not recomputed") == 2
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "records").glob("*.json")} == made
