@@ -2,7 +2,7 @@
 estimate from the analytic cost model and this machine's measured MAC rate.
 
 A job's estimate is `(warm-up + repeats) x MACs / rate + start-up`, where `rate` is measured
-here with one forward of the first model and `start-up` is what importing torch and building
+here with one 8-view forward of the first model and `start-up` is what importing torch and building
 that model took in this process (each sweep job is a fresh process). Jobs whose record exists
 cost nothing (they resume).
 """
@@ -140,7 +140,8 @@ def _input_hw(cfg: DictConfig, model: Any) -> tuple[int, int]:
 
 
 def _measure_rate(model, hw, device, precision, autocast_context) -> float:
-    """MACs per second of one 4-view forward of `model` (after a 2-view warm-up)."""
+    """MACs per second of one 8-view forward of `model` (after a 2-view warm-up): big enough to
+    run at the efficiency of the sweep's smaller jobs, short enough to cost seconds."""
     import torch
 
     from avggt_bench.flops import model_cost
@@ -155,8 +156,8 @@ def _measure_rate(model, hw, device, precision, autocast_context) -> float:
         return time.perf_counter() - start
 
     run(2)
-    seconds = run(4)
-    return model_cost(model, 4, hw).total / max(seconds, 1e-6)
+    seconds = run(8)
+    return model_cost(model, 8, hw).total / max(seconds, 1e-6)
 
 
 def finished(job: PlannedJob) -> dict[str, Any] | None:
