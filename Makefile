@@ -13,8 +13,9 @@ endif
 STAMP := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))/.avggt-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+ARGS ?=
 
-.PHONY: help setup system-deps run bench test test-all lint format report clean
+.PHONY: help setup system-deps run bench bench-full test test-all lint format report clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,8 +42,11 @@ system-deps: ## check the system libraries the wheels link (installs libusb-1.0-
 run: $(STAMP) ## one job or a sweep (Hydra arguments): make run ARGS="num_views=8 attention=avggt_9"
 	$(PY) -m avggt_bench.run $(ARGS)
 
-bench: $(STAMP) ## run the default benchmark sweep for this machine's device and print the summary
+bench: $(STAMP) ## quick benchmark (dense vs AVGGT(9) vs FastVGGT over views, ~5 min on 2 CPU cores) + report
 	$(PY) -m avggt_bench.bench $(BENCH_ARGS)
+
+bench-full: $(STAMP) ## every benchmark sweep (VGGT, pi3, baselines, memory) and metric timing + report
+	$(PY) -m avggt_bench.bench --full $(BENCH_ARGS)
 
 test: setup lint ## lint, then the fast test suite (what CI runs), with its 15 slowest tests
 	$(PY) -m pytest -q -m "not slow and not gpu" --durations=15 $(PYTEST_ARGS)
@@ -58,7 +62,7 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(PY) -m ruff check --fix avggt_bench tests datasets
 	$(PY) -m ruff format avggt_bench tests datasets
 
-report: $(STAMP) ## rebuild the summary tables from the committed records (DIR=results/bench/...)
+report: $(STAMP) ## rebuild the summary tables from records (DIR=results/runs/<machine>/bench ...)
 	$(PY) -m avggt_bench.report $(or $(DIR),results)
 
 clean: ## remove Hydra outputs and caches (keeps .venv and results/)

@@ -38,6 +38,7 @@ def flat_summary(record: Record) -> dict[str, Any]:
         "num_views": record.job.get("num_views"),
         "forward/median_s": fwd.get("median_s"),
         "forward/spread_s": fwd.get("spread_s"),
+        "forward/total_s": record.timings.get("forward_total_s"),
         "memory/peak_gb": record.memory.get("peak_gb"),
         "cost/macs": record.cost.get("macs"),
         "weights": record.model.get("weights"),
@@ -52,6 +53,17 @@ def flat_summary(record: Record) -> dict[str, Any]:
     if record.message:
         out["message"] = record.message.splitlines()[0][:500]
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _table_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A scene row without its bulky parts (per-frame lists, repeat times), as table columns."""
+    drop = ("groups", "outputs", "frame_ids", "dropped", "dropped_frames")
+    out = {k: v for k, v in row.items() if k not in drop}
+    if isinstance(out.get("forward"), Mapping):
+        out["forward"] = {k: v for k, v in out["forward"].items() if _scalar(v)}
+    if isinstance(out.get("message"), str):
+        out["message"] = out["message"].splitlines()[0][:300] if out["message"] else ""
+    return out
 
 
 def _scalar(value: Any) -> bool:
@@ -88,9 +100,9 @@ def log_record(logger_cfg: Mapping[str, Any] | None, record: Record, group: str 
     try:
         for i, t in enumerate(record.timings.get("forward", {}).get("times_s", [])):
             run.log({"forward/repeat_s": t, "repeat": i})
-        per_scene = record.metrics.get("per_scene")
-        if isinstance(per_scene, list) and per_scene:
-            run.log({"per_scene": wandb.Table(dataframe=pd.json_normalize(per_scene))})
+        if record.scenes:  # protocol jobs: one row per scene (status, message, metrics, timing)
+            rows = [_table_row(row) for row in record.scenes]
+            run.log({"per_scene": wandb.Table(dataframe=pd.json_normalize(rows))})
         run.summary.update(flat_summary(record))
     finally:
         run.finish(exit_code=0 if record.status in ("ok", "skipped") else 1)

@@ -1,9 +1,10 @@
 """Records: one JSON file per job, the truth every report is derived from.
 
-A record holds the resolved config, status (`ok`, `error`, `oom`, `skipped`) and message, every
-timing repeat, peak memory, the analytic cost, metrics and provenance (git SHA, torch/CUDA/GPU,
-dtype, seed, weights). Records are written atomically: a killed job never leaves a file that looks
-complete.
+A record holds the resolved config, status and message, every timing repeat, peak memory, the
+analytic cost, metrics and provenance (machine, git SHA, torch/CUDA/GPU, dtype, seed, weights, how
+busy the machine was). Records are written atomically: a killed job never leaves a file that looks
+complete. A job writes a `running` record when it starts and replaces it when it ends; a
+`running` record left behind by a dead process becomes `crashed` (the sweep launcher does this).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from avggt_bench.machine import machine_identity, package_version
 from avggt_bench.paths import REPO_DIR
-from avggt_bench.timing import cpu_description
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "error", "oom", "skipped")
+# partial: a protocol job where some scenes failed and at least one is ok; running: written at
+# the start, replaced at the end; crashed: the process died with the record still `running`
+STATUSES = ("ok", "partial", "error", "oom", "skipped", "crashed", "running")
+FILE_MODE = 0o644  # readable by the group and others, as any result file
 
 
 def now_iso() -> str:
@@ -70,7 +72,7 @@ def config_hash(identity: dict[str, Any]) -> str:
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, torch.dtype | torch.device):
+    if type(value).__module__ == "torch" and type(value).__name__ in ("dtype", "device"):
         return str(value)
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -78,11 +80,20 @@ def _json_default(value: Any) -> Any:
 
 
 def write_record(record: Record, path: Path) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`.
+
+    The file gets mode 0644 (mkstemp creates 0600, awkward on a shared cluster).
+    """
+    return write_json(record.as_dict(), path)
+
+
+def write_json(content: dict[str, Any], path: Path) -> Path:
+    """`write_record` for a plain dict (the launcher rewrites records it did not create)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(record.as_dict(), indent=1, default=_json_default, allow_nan=True)
+    data = json.dumps(content, indent=1, default=_json_default, allow_nan=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as f:
             f.write(data)
             f.flush()
@@ -131,9 +142,16 @@ def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
     return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
 
 
-def device_description(device: torch.device) -> dict[str, Any]:
-    """Human-readable device name plus the facts that change timings."""
-    info: dict[str, Any] = {"device_type": device.type, **cpu_description()}
+def device_description(device: Any) -> dict[str, Any]:
+    """Human-readable device name plus the facts that change timings (torch imported here)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "device_type": device.type,
+        "cpu": machine_identity("cpu")["cpu"],
+        "cpu_cores": machine_identity("cpu")["cpu_cores"],
+        "torch_threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(
@@ -147,26 +165,23 @@ def device_description(device: torch.device) -> dict[str, Any]:
             tf32_cudnn=torch.backends.cudnn.allow_tf32,
         )
     else:
-        info["device_name"] = (
-            f"CPU ({info['cpu'] or platform.processor()}, {info['torch_threads']} threads)"
-        )
+        info["device_name"] = f"CPU ({info['cpu']}, {info['torch_threads']} threads)"
     return info
 
 
-def device_slug(device: torch.device) -> str:
-    """Short folder name for a device: `cpu` or e.g. `cuda-nvidia-h100-80gb-hbm3`."""
-    if device.type != "cuda":
-        return "cpu"
-    name = torch.cuda.get_device_name(device).lower()
-    return "cuda-" + "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+def provenance(device: Any, machine: str) -> dict[str, Any]:
+    """Where and with what a job ran; `machine` is its slug (see `avggt_bench.machine`)."""
+    import torch
 
-
-def provenance(device: torch.device) -> dict[str, Any]:
     return {
+        "machine": machine,
+        "package_version": package_version(),
         **git_state(),
         **device_description(device),
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
+        "pid": os.getpid(),
     }

@@ -199,3 +199,72 @@ def test_pi3_job_with_api3_and_vggt_resolution(tmp_path):
     assert [r["layers"] for r in rec.model["route_layers"]] == ["0-9", "10-17"]
     assert rec.input["image_hw"] == [56, 70] and rec.input["tokens_per_frame"] == 25
     assert rec.metrics["fidelity"]["map_stride"] == 4 and rec.model["family"] == "pi3"
+
+
+def test_resume_identity_covers_machine_threads_torch_and_package(tmp_path, monkeypatch):
+    from avggt_bench import machine
+    from avggt_bench.job.resume import job_id
+
+    first = job_id(compose_job(tmp_path, "num_views=2"))
+    assert job_id(compose_job(tmp_path, "num_views=2")).digest == first.digest  # stable
+    assert first.identity["machine"]["machine"] == first.job["machine"]
+    assert first.path.parent == tmp_path / "records"
+    # thread count, torch/CUDA version, package version and CPU model each change the hash
+    assert job_id(compose_job(tmp_path, "num_views=2", "threads=7")).digest != first.digest
+    with monkeypatch.context() as m:
+        m.setattr(machine, "torch_versions", lambda: {"torch": "9.9.9", "cuda": None})
+        assert job_id(compose_job(tmp_path, "num_views=2")).digest != first.digest
+    with monkeypatch.context() as m:
+        m.setattr("avggt_bench.job.resume.package_version", lambda: "99.0")
+        assert job_id(compose_job(tmp_path, "num_views=2")).digest != first.digest
+    with monkeypatch.context() as m:
+        m.setattr(machine, "cpu_model", lambda: "Other CPU 9000")
+        other = job_id(compose_job(tmp_path, "num_views=2"))
+        assert other.digest != first.digest and "other-cpu-9000" in other.job["machine"]
+    # where the record goes and how it is logged are not part of the identity
+    moved = job_id(compose_job(tmp_path, "num_views=2", f"record.dir={tmp_path}/elsewhere"))
+    assert moved.digest == first.digest
+
+
+def test_default_record_folder_is_per_machine_under_results_runs(tmp_path):
+    from avggt_bench.machine import machine_slug
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.root={tmp_path}", "threads=3"])
+    slug = machine_slug("auto", 3)
+    assert cfg.record.dir == f"{tmp_path}/results/runs/{slug}/records"
+    assert slug.endswith("-3t") or slug.startswith("cuda-")
+
+
+def test_a_resume_hit_imports_neither_torch_nor_the_optional_libraries(tmp_path):
+    # a finished record of the job is on disk: the check must not pay for `import torch`
+    script = f"""
+import json, sys
+from hydra import compose, initialize_config_dir
+from avggt_bench.paths import config_dir
+from avggt_bench.job.resume import job_id
+from avggt_bench.run import run_job
+with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    cfg = compose("config", overrides={[*TINY, "num_views=2", f"paths.root={tmp_path}"]!r})
+jid = job_id(cfg)
+jid.path.parent.mkdir(parents=True)
+jid.path.write_text(json.dumps({{"run_id": jid.run_id, "config_hash": jid.digest, "job": {{}},
+                                 "config": {{}}, "status": "ok"}}))
+rec = run_job(cfg)
+heavy = [m for m in ("torch", "open3d", "wandb", "evo", "matplotlib", "pandas") if m in sys.modules]
+print(rec.status, heavy)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "ok []"
+
+
+def test_a_mistyped_key_names_the_closest_valid_one(tmp_path):
+    out = cli(tmp_path, "num_veiws=4", f"record.dir={tmp_path}/records")
+    assert out.returncode == 2
+    assert "unknown config key 'num_veiws'" in out.stderr
+    assert "did you mean num_views?" in out.stderr and "+num_veiws=4" not in out.stderr
+    nested = cli(tmp_path, "dataset.widht=4", f"record.dir={tmp_path}/records")
+    assert nested.returncode == 2 and "did you mean dataset.width?" in nested.stderr
+    assert not (tmp_path / "records").exists()

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -45,6 +46,24 @@ def test_cpu_peak_memory_is_reset_per_region():
     del small
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc")
+def test_load_meter_sees_another_process_using_the_cpu():
+    from avggt_bench.machine import LoadMeter
+
+    meter = LoadMeter()
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with meter.measure():
+            time.sleep(1.5)  # this process idles; the other one burns a core
+    finally:
+        spin.kill()
+        spin.wait()
+    load = meter.as_dict()
+    assert load["cores"] >= 1 and len(load["loadavg_before"]) == 3
+    # one busy core of `cores`: at least a good part of 1/cores (the spinner may share its core)
+    assert load["other_cpu_share"] >= 0.3 / load["cores"]
+
+
 def test_config_hash_is_order_independent():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
@@ -55,6 +74,7 @@ def test_record_write_is_atomic(tmp_path):
     path = write_record(rec, tmp_path / "x.json")
     assert json.loads(path.read_text())["status"] == "ok"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: shared clusters read it
 
 
 def test_a_killed_writer_leaves_no_complete_looking_record(tmp_path):

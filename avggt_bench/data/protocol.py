@@ -35,9 +35,11 @@ __all__ = [
 ]
 
 
-UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError)
-"""Errors a malformed file can raise inside a loader that is not a DataError yet: the scene is
-skipped with reason `load_error` and the message, never the whole run."""
+UNREADABLE = (OSError, ValueError)
+"""Errors a missing or malformed file raises inside a loader (I/O, a decoder's ValueError,
+DataError): the scene is skipped with reason `load_error` and the message, never the whole run.
+KeyError, IndexError and TypeError are not here: they are bugs of our own code, which the job
+records as an `error` with its traceback instead of counting a data skip."""
 
 
 @dataclass

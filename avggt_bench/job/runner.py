@@ -1,0 +1,84 @@
+"""Running a job whose record does not exist yet: the `running` record, the path for the
+dataset, the final status, the logger. Imports torch and the model code (the resume check in
+`avggt_bench.job.start` does not)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from avggt_bench.data.datasets import build_dataset
+from avggt_bench.data.protocol import ProtocolDataset
+from avggt_bench.job.protocol import run_protocol_job
+from avggt_bench.job.resume import JobId
+from avggt_bench.job.scene import run_scene_job
+from avggt_bench.job.units import Stages, failure_status
+from avggt_bench.machine import LoadMeter, cpu_threads
+from avggt_bench.precision import resolve_device, resolve_precision
+from avggt_bench.records import Record, now_iso, provenance, write_record
+
+log = logging.getLogger("avggt_bench.job")
+
+
+def resolve_job_precision(cfg: DictConfig, device: torch.device) -> str:
+    """`resolve_precision` with the attention preset when precision.py accepts it (a preset such
+    as FastVGGT's may carry its release precision)."""
+    try:
+        return resolve_precision(cfg.get("precision"), device, attention=cfg.attention)
+    except TypeError as exc:
+        if "attention" not in str(exc):
+            raise
+        return resolve_precision(cfg.get("precision"), device)
+
+
+def execute(cfg: DictConfig, jid: JobId) -> Record:
+    """Run the job and write its record (first `running`, then the outcome); never raises for a
+    failure inside the job."""
+    device = resolve_device(cfg.get("device"))
+    torch.set_num_threads(cpu_threads(cfg.get("threads")))
+    precision = resolve_job_precision(cfg, device)
+    record = Record(
+        run_id=jid.run_id,
+        config_hash=jid.digest,
+        series_hash=jid.series,
+        job={**jid.job, "precision": precision},
+        config={
+            **OmegaConf.to_container(cfg, resolve=True),
+            "num_views": jid.views,
+        },
+        status="running",
+        provenance={
+            **provenance(device, jid.job["machine"]),
+            "seed": int(cfg.seed),
+            "precision": precision,
+        },
+    )
+    write_record(record, jid.path)
+    log.info("%s: started -> %s", jid.run_id, jid.path)
+    load = LoadMeter()
+    torch.manual_seed(int(cfg.seed))
+    try:
+        with Stages(record)("dataset", cfg.dataset.name):
+            dataset = build_dataset(cfg.dataset)
+        record.status = "ok"
+        if isinstance(dataset, ProtocolDataset):
+            run_protocol_job(cfg, device, precision, record, dataset, load)
+        else:
+            run_scene_job(cfg, device, precision, record, dataset, load)
+        record.stage = None
+    except KeyboardInterrupt:
+        record.status, record.message = "error", "interrupted (Ctrl-C); rerun to compute it"
+        record.finished_at = now_iso()
+        write_record(record, jid.path)
+        raise
+    except Exception as exc:
+        record.status, record.message = failure_status(exc)
+    finally:
+        record.finished_at = now_iso()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    record.provenance["load"] = load.as_dict()
+    write_record(record, jid.path)
+    return record

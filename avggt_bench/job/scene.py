@@ -1,0 +1,87 @@
+"""The single-scene path: one scene at `num_views` views -> timing, memory, cost, fidelity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from avggt_bench.attention.avggt import SGARoute
+from avggt_bench.attention.block_sparse import BlockSparseRoute
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.routes import route_table
+from avggt_bench.flops import model_cost
+from avggt_bench.job.resume import requested_views
+from avggt_bench.job.units import Stages, build, forward_fn, parent_fidelity, timed_forward
+from avggt_bench.machine import LoadMeter
+from avggt_bench.microbench import block_sparse_kernels, sga_overhead
+from avggt_bench.models.preprocess import PreprocessConfig, preprocess
+from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
+from avggt_bench.records import Record
+
+
+def run_scene_job(
+    cfg: DictConfig,
+    device: torch.device,
+    precision: str,
+    record: Record,
+    dataset: Any,
+    load: LoadMeter,
+) -> None:
+    """Fill `record` for one scene; raises on failure (the runner turns that into a status)."""
+    stages = Stages(record)
+    pre_cfg = PreprocessConfig(**OmegaConf.to_container(cfg.model.preprocess, resolve=True))
+    with stages("load") as t_load:
+        scene = dataset.load_views(requested_views(cfg))
+    with stages("build", cfg.model.name):
+        model = build(cfg, device, precision, record)
+    with stages("preprocess") as t_pre:
+        pre = preprocess(scene.images, pre_cfg)
+        images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
+    height, width = images.shape[-2:]
+    patch = model.arch.patch_size
+    grid = (height // patch, width // patch)
+    record.input = {
+        "scene": f"{scene.dataset}/{scene.scene_id}",
+        "num_views": scene.num_views,
+        "source_hw": list(scene.image_hw),
+        "image_hw": [height, width],
+        "patch_grid": list(grid),
+        "tokens_per_frame": model.num_special + grid[0] * grid[1],
+        "preprocess": pre_cfg.__dict__,
+    }
+    forward = forward_fn(cfg, model, images, precision, device)
+    pred, stats, memory = timed_forward(cfg, forward, device, load, stages)
+    record.timings.update({"load_s": t_load["s"], "preprocess_s": t_pre["s"], "forward": stats})
+    record.memory = memory
+    layout = TokenLayout(scene.num_views, grid, model.num_special, model.family == "vggt")
+    record.model["route_layers"] = route_table(model.routes, layout)
+    # after the forward: data-dependent routes (block-sparse) report their realised sparsity
+    record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
+    median = stats["median_s"]
+    record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
+
+    with stages("fidelity") as t_fid:
+        extra = {
+            "preprocess": pre_cfg.__dict__,
+            "precision": precision,
+            "device": record.job["machine"],
+        }
+        fid, source, _ = parent_fidelity(cfg, model, forward, pred, scene.images, extra)
+        if fid is not None:
+            record.metrics["fidelity"] = fid
+            record.metrics["fidelity_reference"] = source
+    record.timings["fidelity_s"] = t_fid["s"]
+    record.timings["metrics_s"] = 0.0
+
+    with stages("layer_microbenchmark"):
+        attn = model.global_block(0).attn
+        dtype = PRECISIONS.get(precision, images.dtype)
+        shape = (layout, attn.num_heads, attn.head_dim, device, dtype)
+        sga = next((r for r in model.routes if isinstance(r, SGARoute)), None)
+        if sga is not None and sga.describe(layout)["path"] == "sga":
+            record.timings["sga_layer"] = sga_overhead(sga, *shape)
+        sparse = next((r for r in model.routes if isinstance(r, BlockSparseRoute)), None)
+        if sparse is not None:
+            record.timings["block_sparse_layer"] = block_sparse_kernels(sparse, *shape)
