@@ -268,3 +268,23 @@ def test_a_mistyped_key_names_the_closest_valid_one(tmp_path):
     nested = cli(tmp_path, "dataset.widht=4", f"record.dir={tmp_path}/records")
     assert nested.returncode == 2 and "did you mean dataset.width?" in nested.stderr
     assert not (tmp_path / "records").exists()
+
+
+def test_a_folder_job_takes_every_image_and_logs_its_input_size(tmp_path, caplog):
+    folder = tmp_path / "my_scene" / "images"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(np.full((56, 70, 3), 40 * i, np.uint8)).save(folder / f"{i:02d}.png")
+    with caplog.at_level("INFO", logger="avggt_bench.job"):
+        rec = run_job(compose_job(tmp_path, "dataset=folder", f"dataset.path={folder}", base=MODEL))
+    assert rec.status == "ok", rec.message
+    assert rec.input["num_views"] == 5 and rec.input["scene"].endswith("/my_scene")
+    assert "-vall-" in rec.run_id
+    assert "5 views, 56x70 source -> 56x70 input, 25 tokens per view, 125 in global" in caplog.text
+
+
+def test_fidelity_false_runs_no_dense_parent(tmp_path):
+    rec = run_job(compose_job(tmp_path, "num_views=2", "attention=avggt_9", "fidelity=false"))
+    assert rec.status == "ok", rec.message
+    assert "fidelity" not in rec.metrics
+    assert rec.metrics["fidelity_reference"] == "off (fidelity=false)"

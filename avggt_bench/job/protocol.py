@@ -217,6 +217,7 @@ def _run_scene(
     """One scene -> (record row, its SceneResult, its fidelity SceneResult or None); a failure
     inside becomes the row's status and message."""
     row: dict[str, Any] = {"scene_id": scene.scene_id, "num_views": scene.num_views}
+    row.update(scene.record_fields())  # e.g. the worst accepted rotation deviation
     if scene.dropped:  # unusable frames the preset drops: listed, never silent
         row["dropped_frames"] = list(scene.dropped)
     try:
@@ -257,7 +258,7 @@ def _evaluate(unit: _Unit, scene: Scene, load: LoadMeter, stages: Stages, row: d
     row.update(result.as_dict())
     row["metrics_s"] = sum(result.timings.values())
     fid = None
-    if unit.accelerated:
+    if unit.accelerated and cfg.get("fidelity", True):
         with stages("fidelity") as t_fid:
             extra = {
                 "preprocess": unit.pre_cfg.__dict__,

@@ -27,12 +27,13 @@ def requested_views(cfg: DictConfig) -> int | None:
     """The job's view count: an int, or None for a protocol preset's own frame selection.
 
     `num_views: null` (or `protocol`) means the dataset's own count: the preset's sampling for a
-    protocol preset, 16 views for the plain synthetic loader (the folder loader's own default
-    applies when its preset sets one).
+    protocol preset, every image (up to `dataset.max_views`) for the folder loader, 16 views for
+    the synthetic loader.
     """
     value = cfg.get("num_views")
     if value in (None, "protocol", "null"):
-        return None if "task" in cfg.dataset else PLAIN_LOADER_VIEWS
+        own_count = "task" in cfg.dataset or cfg.dataset.get("dataset") == "folder"
+        return None if own_count else PLAIN_LOADER_VIEWS
     try:
         views = int(value)
     except (TypeError, ValueError) as exc:
@@ -86,7 +87,7 @@ def job_id(cfg: DictConfig, overrides: list[str] | None = None) -> JobId:
         "tag": cfg.record.get("tag"),
         "overrides": list(overrides or []),
     }
-    shown = "protocol" if views is None else views
+    shown = views if views is not None else "all" if "task" not in cfg.dataset else "protocol"
     run_id = f"{job['model']}-{job['attention']}-{job['dataset']}-v{shown}-{digest[:10]}"
     return JobId(identity, digest, series, job, run_id, Path(cfg.record.dir) / f"{run_id}.json")
 

@@ -23,14 +23,9 @@ log = logging.getLogger("avggt_bench.job")
 
 
 def resolve_job_precision(cfg: DictConfig, device: torch.device) -> str:
-    """`resolve_precision` with the attention preset when precision.py accepts it (a preset such
-    as FastVGGT's may carry its release precision)."""
-    try:
-        return resolve_precision(cfg.get("precision"), device, attention=cfg.attention)
-    except TypeError as exc:
-        if "attention" not in str(exc):
-            raise
-        return resolve_precision(cfg.get("precision"), device)
+    """`resolve_precision` with the attention preset (a preset such as FastVGGT's carries its
+    release precision policy)."""
+    return resolve_precision(cfg.get("precision"), device, attention=cfg.attention)
 
 
 def execute(cfg: DictConfig, jid: JobId) -> Record:
