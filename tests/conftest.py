@@ -33,6 +33,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@contextlib.contextmanager
+def all_cores():
+    """Every core for a large tensor job inside a test (the 1B-parameter test-vector fixtures:
+    generating 1.2e9 recipe weights and one forward are big ops, not thread-bound tiny ones)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(os.cpu_count() or 1, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads(request):
     """The marked count for this test, and the suite's count again afterwards: a job run in-process

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import all_cores
 
 from avggt_bench.attention.config import resolve_routes
 from avggt_bench.errors import CheckpointError, ConfigError, DataError
@@ -29,19 +30,22 @@ def test_pi3_matches_the_official_manifest():
 
 @pytest.fixture(scope="module")
 def pi3_official_vector():
-    manifest = read_manifest("pi3_state_dict")
-    state = {
-        k: recipe_tensor(k, s, 0.02) for k, (s, _) in manifest.items() if not k.startswith("image_")
-    }
-    with torch.device("meta"):
-        model = Pi3(PI3)
-    model = model.to_empty(device="cpu")
-    model.init_constants()
-    load_state_dict_strict(model, state, optional=("image_mean", "image_std"))
-    vector = torch.load(DATA / "pi3_2x140x182.pt")
-    with torch.inference_mode():
-        pred = model.eval()(vector["inputs"])
-    return pred, vector
+    with all_cores():
+        manifest = read_manifest("pi3_state_dict")
+        state = {
+            k: recipe_tensor(k, s, 0.02)
+            for k, (s, _) in manifest.items()
+            if not k.startswith("image_")
+        }
+        with torch.device("meta"):
+            model = Pi3(PI3)
+        model = model.to_empty(device="cpu")
+        model.init_constants()
+        load_state_dict_strict(model, state, optional=("image_mean", "image_std"))
+        vector = torch.load(DATA / "pi3_2x140x182.pt")
+        with torch.inference_mode():
+            pred = model.eval()(vector["inputs"])
+        return pred, vector
 
 
 def test_outputs_equal_the_official_pi3(pi3_official_vector):

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import all_cores
 
 from avggt_bench.errors import CheckpointError, ConfigError, DataError
 from avggt_bench.models import build_model
@@ -43,15 +44,16 @@ def test_vggt_small_sizes_match_the_spec():
 @pytest.fixture(scope="module")
 def vggt_1b_official_vector():
     """VGGT-1B loaded strictly from a state dict built from the manifest (recipe weights)."""
-    manifest = read_manifest("vggt_1b_state_dict")
-    state = {k: recipe_tensor(k, shape, 0.03) for k, (shape, _) in manifest.items()}
-    model = meta_model(VGGT_1B).to_empty(device="cpu").eval()
-    skipped = load_state_dict_strict(model, state, skip_prefixes=("track_head.",))
-    del state
-    vector = torch.load(DATA / "vggt_1b_2x140x182.pt")
-    with torch.inference_mode():
-        pred = model(vector["inputs"])
-    return model, skipped, pred, vector
+    with all_cores():
+        manifest = read_manifest("vggt_1b_state_dict")
+        state = {k: recipe_tensor(k, shape, 0.03) for k, (shape, _) in manifest.items()}
+        model = meta_model(VGGT_1B).to_empty(device="cpu").eval()
+        skipped = load_state_dict_strict(model, state, skip_prefixes=("track_head.",))
+        del state
+        vector = torch.load(DATA / "vggt_1b_2x140x182.pt")
+        with torch.inference_mode():
+            pred = model(vector["inputs"])
+        return model, skipped, pred, vector
 
 
 def test_manifest_state_dict_loads_strictly_and_skips_only_the_track_head(vggt_1b_official_vector):
