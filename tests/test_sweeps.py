@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from avggt_bench import report
-from avggt_bench.paths import REPO_DIR
+from avggt_bench.paths import REPO_DIR, config_dir
+from avggt_bench.run import run_job
 
 TINY = [
     "model=vggt_small",
@@ -43,10 +45,17 @@ def by_views(folder: Path) -> dict[int, dict]:
     return {r["job"]["num_views"]: r for r in recs}
 
 
-def test_oom_is_a_result_larger_views_are_skipped_and_rerun_computes_nothing(tmp_path):
+def test_oom_is_a_result_larger_views_are_skipped_each_job_its_own_process_and_resume(tmp_path):
     out = sweep(tmp_path, "num_views=1,2,3", "debug.simulate_oom_from_views=2")
     assert out.returncode == 0, out.stderr[-3000:]
     recs = by_views(tmp_path / "records")
+    assert "each in its own process" in out.stderr + out.stdout
+    pids = {recs[v]["provenance"]["pid"] for v in (1, 2)}  # the two jobs that ran a model
+    assert len(pids) == 2 and os.getpid() not in pids  # two child processes, not this one
+    assert all(recs[v]["provenance"]["machine"] == recs[v]["job"]["machine"] for v in (1, 2))
+    load = recs[1]["provenance"]["load"]
+    assert load["cores"] >= 1 and len(load["loadavg_before"]) == 3
+    assert 0.0 <= load["other_cpu_share"] <= 1.0 and isinstance(load["busy"], bool)
     assert recs[1]["status"] == "ok"
     assert recs[2]["status"] == "oom" and recs[2]["stage"] == "forward"
     assert "simulated out of memory at 2 views" in recs[2]["message"]
@@ -62,24 +71,27 @@ def test_oom_is_a_result_larger_views_are_skipped_and_rerun_computes_nothing(tmp
     assert again.returncode == 0
     assert "not recomputed" in again.stderr + again.stdout
     assert by_views(tmp_path / "records")[1]["finished_at"] == stamp[1]  # the ok job is kept
-    rerun = sweep(tmp_path, "num_views=1", "resume=false")
-    assert rerun.returncode == 0
-    assert by_views(tmp_path / "records")[1]["finished_at"] >= stamp[1]
-    assert "not recomputed" not in rerun.stderr + rerun.stdout
-
-
-def test_each_sweep_job_runs_in_its_own_process(tmp_path):
-    out = sweep(tmp_path, "num_views=1,2")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "each in its own process" in out.stderr + out.stdout
-    recs = by_views(tmp_path / "records")
-    pids = {r["provenance"]["pid"] for r in recs.values()}
-    assert len(pids) == 2 and os.getpid() not in pids  # two child processes, not this one
-    assert all(r["status"] == "ok" for r in recs.values())
-    assert all(r["provenance"]["machine"] == r["job"]["machine"] for r in recs.values())
-    load = recs[1]["provenance"]["load"]
-    assert load["cores"] >= 1 and len(load["loadavg_before"]) == 3
-    assert 0.0 <= load["other_cpu_share"] <= 1.0 and isinstance(load["busy"], bool)
+    # resume=false recomputes: the saved record (its finish time made old) is written again
+    [path] = [
+        p
+        for p in (tmp_path / "records").glob("*.json")
+        if json.loads(p.read_text())["job"]["num_views"] == 1
+    ]
+    path.write_text(path.read_text().replace(stamp[1], "2000-01-01T00:00:00+00:00"))
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                *TINY,
+                "num_views=1",
+                "debug.simulate_oom_from_views=2",
+                "resume=false",
+                f"paths.root={tmp_path}",
+                f"record.dir={tmp_path}/records",
+            ],
+        )
+    assert run_job(cfg).status == "ok"
+    assert json.loads(path.read_text())["finished_at"] != "2000-01-01T00:00:00+00:00"
 
 
 def test_a_killed_job_leaves_a_crashed_record_and_bench_fails(tmp_path, monkeypatch, capsys):
