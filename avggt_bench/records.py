@@ -126,7 +126,9 @@ def find_records(folder: Path, **match: Any) -> list[dict[str, Any]]:
 
 
 def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
-    """SHA and dirty flag of the code that ran (None outside a git checkout)."""
+    """SHA and dirty flag of the code that ran (None outside a git checkout). Changes under
+    `results/` do not make the code dirty: a sweep that writes the reference records would
+    otherwise mark its own later jobs as run on modified code."""
 
     def git(*args: str) -> str | None:
         try:
@@ -138,7 +140,7 @@ def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
 
 

@@ -97,3 +97,23 @@ def test_a_killed_writer_leaves_no_complete_looking_record(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "x.json").exists()
     assert all(p.name.startswith(".") for p in tmp_path.iterdir())  # only a hidden temp file
+
+
+def test_git_state_ignores_results_but_not_code(tmp_path):
+    """A sweep writing reference records under results/ must not mark its own code dirty."""
+    from avggt_bench.records import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "summary.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "results" / "summary.md").write_text("b\n")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path)["git_dirty"] is True
