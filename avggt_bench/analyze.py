@@ -1,5 +1,6 @@
-"""Layer-role analysis (avggt.md §11) as a Hydra job: top-k pair classes per layer, the 180°
-rotation probe and the per-block profiler, on any model preset, checkpoint and attention preset.
+"""Layer-role analysis (the study of the AVGGT paper, arXiv 2512.02541) as a Hydra job: top-k pair
+classes per layer, the 180° rotation probe and the per-block profiler, on any model preset,
+checkpoint and attention preset.
 
     python -m avggt_bench.analyze task=pairs model=vggt_small num_views=16
     python -m avggt_bench.analyze task=profile profile.views=[4,8,16,32]

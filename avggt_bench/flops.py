@@ -1,4 +1,4 @@
-"""Analytic multiply-accumulate (MAC) counts per layer kind (avggt.md §10).
+"""Analytic multiply-accumulate (MAC) counts per layer kind.
 
 Conventions: one MAC per multiply-add of a matmul or convolution; softmax, LayerNorm, RoPE, GELU and
 reductions are not counted. Records carry `macs` and, labelled separately, `flops = 2 * macs`.
@@ -186,7 +186,7 @@ def dpt_head_macs(
     out_channels: Sequence[int] = (256, 512, 1024, 1024),
     patch: int = 14,
 ) -> int:
-    """One frame through a DPT head (vggt.md §9): 112.9e9 MACs at 518x392 for VGGT-1B."""
+    """One frame through a DPT head (`models/vggt/dpt.py`): 112.9e9 MACs at 518x392 for VGGT-1B."""
     hw = h * w
     h4, w4 = -(-h // 2), -(-w // 2)
     sizes = [16 * hw, 4 * hw, hw, h4 * w4]  # l1..l4 spatial positions

@@ -1,4 +1,4 @@
-"""AVGGT routes against their exact references (avggt.md §9, AV-1 .. AV-15)."""
+"""AVGGT routes against their exact references (`attention/reference.py`), and their invariants."""
 
 import copy
 import itertools
@@ -33,7 +33,7 @@ def run_mixer(opts, layout, q, k, v, k0=None):
     return mixer(q, k, v, ctx), mixer
 
 
-# --- AV-4: fast path equals the float64 reference, every switch ----------------------------
+# --- fast path equals the float64 reference, every switch ----------------------------------
 
 SWITCHES = [
     {},
@@ -84,7 +84,7 @@ def test_fast_sga_equals_reference_float32(kernel, switches):
         assert (fast.double() - ref).abs().max().item() <= 1e-5 * max(1.0, v.abs().max().item())
 
 
-# --- AV-1, AV-2: sigma = 1 is dense -------------------------------------------------------
+# --- sigma = 1 is dense --------------------------------------------------------------------
 
 
 def test_sigma_one_without_extras_is_the_dense_layer_bit_for_bit():
@@ -120,7 +120,7 @@ def test_identity_configuration_reproduces_dense_exactly(vggt_small, extras):
         assert torch.equal(fast[name], dense[name]), name
 
 
-# --- AV-3: G2F equals per-frame runs ------------------------------------------------------
+# --- G2F equals per-frame runs -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
@@ -148,7 +148,7 @@ def test_frame_route_equals_running_the_block_on_each_frame(vggt_small, dtype, t
     assert not torch.allclose(routed, dense, atol=1e-3)  # the route really changes the mixing
 
 
-# --- AV-5: kept-set invariants ------------------------------------------------------------
+# --- kept-set invariants -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sigma, per_frame", [(2, 532), (4, 266), (6, 182), (9, 130)])
@@ -179,7 +179,7 @@ def test_grid_rule_keeps_the_top_left_of_each_window():
     assert torch.equal(grid, expected)  # partial windows keep their top-left patch
 
 
-# --- AV-7: G2M ----------------------------------------------------------------------------
+# --- G2M -----------------------------------------------------------------------------------
 
 
 def test_g2m_outputs_the_mean_value_whatever_q_and_k():
@@ -206,7 +206,7 @@ def test_g2m_route_fast_path_equals_the_mixer_path(vggt_small):
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
-# --- AV-8, AV-9, AV-10, AV-15 -------------------------------------------------------------
+# --- append path, log-count bias, stability, exclude-self mean -----------------------------
 
 
 @pytest.mark.parametrize("scope", ["global", "per_frame"])
@@ -253,7 +253,7 @@ def test_exclude_self_mean_equals_removing_the_query_from_the_dropped_set():
         assert (fast - plain).abs().max().item() > 1e-6  # the switch changes something
 
 
-# --- AV-11: log-sum-exp backends ----------------------------------------------------------
+# --- log-sum-exp backends ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", ["cpu_flash", "math"])
@@ -288,7 +288,7 @@ def test_cuda_lse_backends(backend, dtype):
     assert set(BACKENDS) >= {backend}
 
 
-# --- AV-12: route resolution; AV-13: skip; AV-14: cost model ------------------------------
+# --- route resolution; skip; cost model ----------------------------------------------------
 
 
 def test_named_variants_resolve_to_the_papers_routes():

@@ -60,7 +60,7 @@ def test_partition_on_a_hand_checked_layout():
     r = int(_cell_draws(layout, MergeOptions(), torch.device("cpu"))[0, 0, 0])
     dst = set(torch.nonzero(part.dst).squeeze(1).tolist())
     # frame 0 whole, specials of frame 1, and the cell's pick at the *effective* 2x2 grid's flat
-    # index written as a slot of the 2x3 grid (quirk Q2): e = (r // 2) * 2 + r % 2
+    # index written as a slot of the 2x3 grid (the `aligned_grid` quirk): e = (r // 2) * 2 + r % 2
     e = (r // 2) * 2 + r % 2
     assert dst == set(range(11)) | {11, 12, 13, 14, 15} | {11 + 5 + e}
     # Π: n_p = floor(0.1 * 22) = 2, step = 11 -> tokens 0 and 11 (both dst here)
@@ -92,7 +92,7 @@ def random_qkvx(layout, heads=2, d=8, seed=0):
     return x, q, k, v
 
 
-@pytest.mark.parametrize("grid", [(4, 5), (5, 7)])  # (5, 7): odd width, the Q2 slot quirk
+@pytest.mark.parametrize("grid", [(4, 5), (5, 7)])  # (5, 7): odd width, the flat-slot quirk
 @pytest.mark.parametrize("ratio", [0.9, 0.5, 0.3, 0.2])
 def test_fast_merge_equals_the_loop_reference(ratio, grid):
     layout = TokenLayout(3, grid, 5, True)
@@ -159,7 +159,7 @@ def test_noop_single_frame_and_fix_flags(vggt_small):
             assert torch.equal(noop, dense)  # r = 0: the dense block
             if frames == 1:
                 official = build_route("merge(merge_ratio=0.9)").run(block, x, pos, layout)
-                assert not torch.allclose(official, dense)  # Q5: Π appended twice, no crash
+                assert not torch.allclose(official, dense)  # official: Π still appended
                 guarded = build_route("merge(merge_ratio=0.9,single_frame_guard=1)")
                 assert torch.equal(guarded.run(block, x, pos, layout), dense)
     layout = TokenLayout(3, (4, 6), 5, True)

@@ -148,7 +148,7 @@ def test_intrinsics_rescale_keeps_planes_and_pi3_compat_stretches():
     src, dst = (480, 640), (392, 518)
     normal, offset = np.array([0.2, -0.1, 1.0]), 3.0
     sx, sy = dst[1] / src[1], dst[0] / src[0]
-    # target pixel u' sits at source coordinate (u' + 0.5) / sx - 0.5 (the A2 half-pixel rule)
+    # target pixel u' sits at source coordinate (u' + 0.5) / sx - 0.5 (the half-pixel rule)
     u = (np.arange(dst[1]) + 0.5) / sx - 0.5
     v = (np.arange(dst[0]) + 0.5) / sy - 0.5
     uu, vv = np.meshgrid(u, v)

@@ -145,7 +145,8 @@ def test_stride_check_file_flags_a_short_sequence(tmp_path):
 
 
 def test_shipped_stride_lists_follow_the_rule_and_appendix(tmp_path):
-    """The files in datasets/lists/ equal the stride rule with the A4 counts (regenerated)."""
+    """The files in datasets/lists/ equal the stride rule with the published per-scene
+    frame counts (regenerated)."""
     for path in write_stride_lists(tmp_path):
         shipped = json.loads((LISTS_DIR / path.name).read_text())
         assert shipped == json.loads(path.read_text()), path.name

@@ -54,7 +54,7 @@ def test_geometry_and_colour_intrinsics_rescale(tmp_path):
     native = K_COLOR[:3, :3] @ cam[:3]
     uv, _ = project(scene.intrinsics[0].numpy(), scene.extrinsics[0].numpy(), x_world)
     np.testing.assert_allclose(uv[0], native[:2] / native[2], atol=1e-9)
-    # an export with 640x480 colour: K follows the A2 resize rule
+    # an export with 640x480 colour: K follows the half-pixel resize rule
     write_scene(tmp_path, "scene0708_00", hw=(484, 648), n=1)
     small = get_dataset("scannet", tmp_path).load("scene0708_00")
     assert small.intrinsics[0, 0, 0].item() == pytest.approx(1169.6 * 0.5)

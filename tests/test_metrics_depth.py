@@ -1,4 +1,4 @@
-"""Depth metrics and alignments: known answers of datasets_and_metrics.md E6."""
+"""Depth metrics and alignments: known answers."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Point-map alignment and metrics: known answers of datasets_and_metrics.md E5."""
+"""Point-map alignment and metrics: known answers."""
 
 import time
 

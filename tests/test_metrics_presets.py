@@ -1,6 +1,6 @@
 """End to end on the synthetic protocol presets (conf/dataset/synthetic_*.yaml): the loader's
 scenes, predictions derived from their ground truth with errors of a known size, then
-`evaluate_scene` and `aggregate` exactly as the job calls them (`preset.as_dict()` as the spec).
+`evaluate_scene` and `aggregate` exactly as the job calls them (`preset.as_dict()` as `spec`).
 Every expected value is worked out by hand from the constructed error, not read from the code."""
 
 import math

@@ -1,5 +1,5 @@
-"""Trajectory metrics (evo): known answers of datasets_and_metrics.md E4, and a cross-check against
-an independent NumPy implementation of D3 written here from the spec's formulas."""
+"""Trajectory metrics (evo): known answers, and a cross-check against an independent NumPy
+implementation of Umeyama Sim(3) + ATE / ARE / RPE written here from the published formulas."""
 
 import math
 import time
@@ -20,7 +20,7 @@ def random_c2w(n, seed=0, spread=2.0):
 
 
 def similarity(c2w, s, q, v):
-    """Positions s·Q·y + v, rotations Q·R (E4.1)."""
+    """The trajectory under a world similarity: positions s·Q·y + v, rotations Q·R."""
     out = c2w.copy()
     out[:, :3, :3] = q @ c2w[:, :3, :3]
     out[:, :3, 3] = s * c2w[:, :3, 3] @ q.T + v
@@ -36,7 +36,7 @@ def perturb(c2w, seed, rot_deg=3.0, trans=0.05):
     return out
 
 
-# -------------------------------------------------------------- independent NumPy oracle (D3)
+# ------------------------------------------------------------------- independent NumPy oracle
 
 
 def oracle(est, ref):

@@ -1,4 +1,4 @@
-"""Pose encoding <-> extrinsics/intrinsics (vggt.md §8)."""
+"""VGGT's pose encoding <-> extrinsics/intrinsics."""
 
 import math
 

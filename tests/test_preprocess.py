@@ -1,4 +1,4 @@
-"""Image decoding and model-input preprocessing (vggt.md §13, pi3.md §9.1)."""
+"""Image decoding and model-input preprocessing (VGGT's and π³'s official image loaders)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ PI3 = PreprocessConfig(mode="pi3_budget")
 
 
 # ----------------------------------------------------------------------------------------------
-# independent re-statement of the official loaders (written from the spec text, step by step)
+# independent re-statement of the official loaders (written from their documented steps, one by one)
 
 
 def _official_open(path: Path, composite: bool = True) -> Image.Image:

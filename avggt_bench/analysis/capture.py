@@ -1,4 +1,4 @@
-"""Attention capture (avggt.md §11.2): what chosen layers attend to, without a T x T matrix.
+"""Attention capture: what chosen layers attend to, without a T x T matrix.
 
 A forward hook on a block's `attn` module receives the block's LN1 output, position ids and layout,
 and recomputes q and k with the module's own `qkv_heads` (q/k LayerNorm, RoPE), i.e. exactly the
@@ -413,7 +413,7 @@ def capture(
     cross_view_only: bool = False,
     seed: int = 0,
 ) -> dict[int, LayerCapture]:
-    """Run `model` on one scene `images` `[S, 3, H, W]` and capture `layers` (avggt.md §11.2).
+    """Run `model` on one scene `images` `[S, 3, H, W]` and capture `layers`.
 
     The forward stops after the deepest captured layer. Returns layer -> LayerCapture.
     """

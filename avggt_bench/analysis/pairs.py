@@ -1,4 +1,7 @@
-"""Top-k pair classes, entropy and peakedness per layer (avggt.md §11.3-11.5).
+"""Top-k pair classes, entropy and peakedness per layer.
+
+The AVGGT paper (arXiv 2512.02541) draws the top-50 query→key pairs of each global layer; this
+module counts them by class instead.
 
 Each captured (query, key) pair decodes to (frame, slot, special, row, col) for both ends and gets
 boolean flags; the primary class is the first true flag in `PRIMARY` order. `gt_corr` needs scene
@@ -122,7 +125,7 @@ def pair_flags(
     radius: int = 1,
     occlusion_check: bool = False,
 ) -> dict[str, torch.Tensor | None]:
-    """The §11.4 flags of pairs (q_idx[i], k_idx[i]); `gt_corr` is None without geometry."""
+    """The boolean class flags of pairs (q_idx[i], k_idx[i]); `gt_corr` is None without geometry."""
     q, k = decode_tokens(q_idx, layout), decode_tokens(k_idx, layout)
     both = ~q["special"] & ~k["special"]
     cross = q["frame"] != k["frame"]

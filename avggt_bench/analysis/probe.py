@@ -1,4 +1,4 @@
-"""The 180° rotation probe (avggt.md §11.6): do a layer's hub keys follow the grid or the content?
+"""The 180° rotation probe: do a layer's hub keys follow the grid or the content?
 
 The model runs on the original views and on the views rotated by 180° (all, or one). Patch (r, c)
 of a rotated view shows the content of patch (h-1-r, w-1-c). The rotated run's queries are the

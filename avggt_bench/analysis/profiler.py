@@ -1,4 +1,4 @@
-"""Per-block profiler (avggt.md §11.8): where the forward time goes, block by block.
+"""Per-block profiler: where the forward time goes, block by block.
 
 Forward pre/post hooks time the patch embedding, the attention and MLP of every frame and global
 block, and each head (CUDA: synchronise, then `perf_counter`; CPU: `perf_counter`). Each region is

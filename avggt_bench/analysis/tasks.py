@@ -25,8 +25,9 @@ from avggt_bench.analysis.probe import rotation_probe
 from avggt_bench.analysis.profiler import category_table, profile_views
 from avggt_bench.attention.config import parse_layers
 
-# Layer groups of the paper's reading (avggt.md §11.1); π³'s are scaled to its 18 global layers
-# [inferred: the late boundary is soft].
+# Layer groups of the AVGGT paper (early 0-8 by its t_early = 9, late 20-23 by its ablation that
+# converts them to frame attention); π³'s are scaled to its 18 global layers, and the late
+# boundary is soft (descriptions of the paper also use 17-23).
 GROUPS = {
     "vggt": {"early": "0-8", "middle": "9-19", "late": "20-23"},
     "pi3": {"early": "0-9", "middle": "10-14", "late": "15-17"},

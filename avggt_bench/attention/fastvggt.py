@@ -5,16 +5,22 @@ Per global layer, from that layer's own LN1 output: a destination set (all of fr
 tokens of every frame, one seeded random position per 2x2 cell of the other frames), a protected
 set (every 10th token), cosine matching of the remaining source tokens to their most similar
 destination (bf16, 5000-row chunks), merging of q/k/v with the same plan, dense attention on the
-shortened sequence, `proj` on the reduced rows, and unmerge by copying. The official behaviour is
-reproduced by default, quirks included; each quirk has a fix flag, off by default:
+shortened sequence, `proj` on the reduced rows, and unmerge by copying. The official behaviour
+(mystorm16/FastVGGT `merging/merge.py::token_merge_bipartite2d`) is reproduced by default, quirks
+included; each quirk has a switch, off by default, that fixes it (`fastvggt_clean` turns them on):
 
-Q1 `protection`: protected tokens are every 10th token by index (`norm_topk`: the alternative);
-Q2 `aligned_grid`: a cell's dst is a flat index of the effective 2h_c x 2w_c grid (fix: true
-(row, col) of the cell);
-Q3 `dedup_protected`: protected dst tokens can appear twice and take merges;
-Q4 `no_merge_into_special`: sources may merge into camera/register tokens (an ablation);
-Q5 `single_frame_guard`: a single-frame input is merged too (fix: it runs dense);
-Q6 `per_batch_plan`: batch element 0's plan is applied to every batch element.
+* `protection`: protected tokens are every 10th token by index, not chosen by content
+  (`norm_topk`, the top 10 % by token norm, is an alternative rather than a fix);
+* `aligned_grid`: a cell's dst is written as a flat index of the effective 2h_c x 2w_c grid, so
+  for odd w the pattern drifts by a column per row and the last patch slots are never dst (fix:
+  the true (row, col) of the cell);
+* `dedup_protected`: a protected dst token appears twice in the reduced sequence (once merged,
+  once raw) and takes merges (fix: once, raw, no merges);
+* `no_merge_into_special`: sources may merge into camera/register tokens (the fix is an ablation,
+  not part of `fastvggt_clean`);
+* `single_frame_guard`: a single-frame input has no sources but still gets the protected tokens
+  appended, so it differs from dense (fix: it runs dense);
+* `per_batch_plan`: batch element 0's plan is applied to every batch element (fix: one plan each).
 """
 
 from __future__ import annotations
@@ -37,18 +43,18 @@ MATCH_CHUNK = 5000  # source rows per similarity chunk, as the official code
 
 @dataclass(frozen=True)
 class MergeOptions:
-    """FastVGGT switches; defaults reproduce the official release (baselines.md §2.8, §2.10)."""
+    """FastVGGT switches; defaults reproduce the official release, quirks included (module doc)."""
 
     merge_ratio: float = 0.9
     protect_fraction: float = 0.1
-    protection: str = "stride"  # Q1: stride (official) | norm_topk
+    protection: str = "stride"  # stride (official) | norm_topk
     seed: int = 33
     rng_device: str = "input"  # input (official) | cpu
-    aligned_grid: bool = False  # Q2 fix
-    dedup_protected: bool = False  # Q3 fix
-    no_merge_into_special: bool = False  # Q4 fix (an ablation, not part of fastvggt_clean)
-    single_frame_guard: bool = False  # Q5 fix
-    per_batch_plan: bool = False  # Q6 fix
+    aligned_grid: bool = False  # fix: dst at the true (row, col) of each 2x2 cell
+    dedup_protected: bool = False  # fix: a protected dst appears once and takes no merges
+    no_merge_into_special: bool = False  # an ablation, not part of fastvggt_clean
+    single_frame_guard: bool = False  # fix: one frame runs dense
+    per_batch_plan: bool = False  # fix: one plan per batch element
     sim_dtype: str = "bf16"  # similarity precision (official: bf16)
 
     def __post_init__(self) -> None:
@@ -91,7 +97,7 @@ class MergeOptions:
 
 @dataclass
 class Partition:
-    """dst / src / protected masks over the T tokens of one scene (§2.3)."""
+    """dst / src / protected masks over the T tokens of one scene (rules: module docstring)."""
 
     dst: torch.Tensor  # [T] bool
     protected: torch.Tensor  # [T] bool (index set Π, ascending)
@@ -129,8 +135,8 @@ def partition(
         a = torch.arange(h_c, device=device)[:, None]
         b = torch.arange(w_c, device=device)[None, :]
         rows, cols = 2 * a + draws // 2, 2 * b + draws % 2  # [S-1, h_c, w_c]
-        # Q2: the official code writes the flat index of the effective 2h_c x 2w_c grid as a
-        # slot of the true h x w grid; the fix uses the true (row, col)
+        # official (`aligned_grid` off): the flat index of the effective 2h_c x 2w_c grid is
+        # written as a slot of the true h x w grid; the fix uses the true (row, col)
         slots = rows * w + cols if opts.aligned_grid else rows * (2 * w_c) + cols
         frames = torch.arange(1, s, device=device)[:, None, None].expand_as(slots)
         dst[frames.reshape(-1), n_s + slots.reshape(-1)] = True
@@ -177,7 +183,7 @@ def _edge_cells(dst: torch.Tensor, layout: TokenLayout, opts: MergeOptions, devi
 
 @dataclass
 class MergePlan:
-    """Index sets of one merge (§2.4-§2.5): reduced = [U, dst', Π]."""
+    """Index sets of one merge: reduced = [U (unmerged sources), dst' (merged), Π (protected)]."""
 
     dst_idx: torch.Tensor  # [D] ascending
     unmerged_idx: torch.Tensor  # [U] in matching order
@@ -201,7 +207,7 @@ def match(x: torch.Tensor, part: Partition, opts: MergeOptions) -> MergePlan:
     t = x.shape[0]
     dst_idx = torch.nonzero(part.dst).squeeze(1)
     protected_idx = torch.nonzero(part.protected).squeeze(1)
-    if opts.dedup_protected:  # Q3 fix: a protected dst appears once, raw, and takes no merges
+    if opts.dedup_protected:  # fix: a protected dst appears once, raw, and takes no merges
         dst_idx = dst_idx[~part.protected[dst_idx]]
     src_idx = torch.nonzero(part.src).squeeze(1)
     empty = dst_idx.new_zeros(0)
@@ -210,7 +216,7 @@ def match(x: torch.Tensor, part: Partition, opts: MergeOptions) -> MergePlan:
     metric = x / x.norm(dim=-1, keepdim=True)
     dtype = torch.bfloat16 if opts.sim_dtype == "bf16" else torch.float32
     dst_rows = metric[dst_idx].to(dtype)
-    excluded = part.special[dst_idx] if opts.no_merge_into_special else None  # Q4 fix
+    excluded = part.special[dst_idx] if opts.no_merge_into_special else None  # ablation
     best = torch.empty(src_idx.numel(), dtype=x.dtype, device=x.device)
     arg = torch.empty(src_idx.numel(), dtype=torch.long, device=x.device)
     for c0 in range(0, src_idx.numel(), MATCH_CHUNK):
@@ -239,8 +245,8 @@ def reduce_tokens(y: torch.Tensor, plan: MergePlan) -> torch.Tensor:
 
 
 def restore_tokens(z: torch.Tensor, plan: MergePlan) -> torch.Tensor:
-    """`[.., L, c]` -> `[.., T, c]` by copying (§2.7): dst, then U, then merged sources (their
-    dst's row), then Π last (overwriting dst outputs at dst ∩ Π)."""
+    """`[.., L, c]` -> `[.., T, c]` by copying, in the official order: dst, then U, then merged
+    sources (their dst's row), then Π last (overwriting dst outputs at dst ∩ Π)."""
     n_u, n_d = plan.unmerged_idx.numel(), plan.dst_idx.numel()
     out = z.new_empty(*z.shape[:-2], plan.num_tokens, z.shape[-1])
     dst_rows = z[..., n_u : n_u + n_d, :]
@@ -288,7 +294,7 @@ class MergeRoute(Route):
         if self.options.merge_ratio == 0 or (
             layout.frames == 1 and self.options.single_frame_guard
         ):
-            # no-op setting (r = 0) and the Q5 fix (S = 1): the dense block, same kernel
+            # no-op setting (r = 0) and `single_frame_guard` (S = 1): the dense block, same kernel
             self.last = {"tokens": layout.num_tokens, "length": layout.num_tokens, "path": "dense"}
             return block(x, pos, layout, DenseMixer(self.policy))
         a = block.norm1(x)
@@ -296,7 +302,7 @@ class MergeRoute(Route):
         plans = self.plans(a, layout)
         outs = []
         for b in range(x.shape[0]):
-            plan = plans[b] if self.options.per_batch_plan else plans[0]  # Q6: batch 0's plan
+            plan = plans[b] if self.options.per_batch_plan else plans[0]  # official: batch 0's plan
             qb, kb, vb = (reduce_tokens(t[b : b + 1], plan) for t in (q, k, v))
             reduced = block.attn.merge_heads(sdpa(qb, kb, vb, self.policy))  # proj on L rows
             outs.append(restore_tokens(reduced, plan))
@@ -333,8 +339,9 @@ def fastvggt_routes(cfg, family: str, num_layers: int) -> list[str]:
     """`merge` on every global layer g >= `merging` (default 0: all), dense before."""
     if family != "vggt" and not cfg.get("allow_pi3_port", False):
         raise ConfigError(
-            "FastVGGT's released code supports VGGT only (baselines.md §2.1); a π³ port would be "
-            "an unpublished method: set attention.allow_pi3_port=true to run it anyway (labelled)"
+            "FastVGGT's released code supports VGGT only (it asserts VGGT's token layout); "
+            "a π³ port would be an unpublished method: set attention.allow_pi3_port=true to run it "
+            "anyway (labelled)"
         )
     merging = int(cfg.get("merging", 0))
     if not 0 <= merging <= num_layers:

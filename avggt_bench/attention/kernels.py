@@ -2,7 +2,8 @@
 
 VGGT calls SDPA with PyTorch's default backend choice; π³ restricts it (flash only for bf16, else
 math or memory-efficient). Matching the policy is what makes outputs bit-identical to the official
-models on CPU (vggt.md §12, pi3.md §4.1).
+models on CPU (facebookresearch/vggt `vggt/layers/attention.py::Attention`; yyfz/Pi3
+`pi3/models/layers/attention.py::FlashAttentionRope`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Slow exact references for the attention variants, used only by tests (avggt.md §7.6).
+"""Slow exact references for the attention variants, used only by tests.
 
 `sga_reference` builds, for every query, its explicit key list — 𝒦 in index order, then the query
 itself when δ_i = 1, then the mean column(s), repeated |𝒟| times when the log-count bias is on —

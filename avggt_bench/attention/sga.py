@@ -1,4 +1,8 @@
-"""Subsampled global attention (SGA) with diagonal preservation and mean-fill (avggt.md §5-§7).
+"""Subsampled global attention (SGA) with diagonal preservation and mean-fill (AVGGT).
+
+AVGGT: arXiv 2512.02541; the authors released no code, so where the paper is silent this module
+follows our reading, and every such choice is a switch (`conf/attention/avggt.yaml` marks each
+default [paper] or [inferred]).
 
 All queries are kept. Keys/values are restricted to the kept set 𝒦 (special tokens, VGGT's frame 0,
 the top-left patch of every s_h x s_w window of the other frames). Each query also sees its own key
@@ -35,7 +39,7 @@ QUERY_CHUNK = 65536  # tokens per merge chunk: bounds the fp32 temporaries
 
 @dataclass(frozen=True)
 class SGAOptions:
-    """Every switch of an SGA layer; defaults are the spec's readings (avggt.md §8)."""
+    """Every switch of an SGA layer; defaults: `conf/attention/avggt.yaml` ([paper], [inferred])."""
 
     sigma: int = 9
     stride: tuple[int, int] | None = None
@@ -141,7 +145,12 @@ class KeptSet:
 
 
 def grid_kept_mask(layout: TokenLayout, opts: SGAOptions) -> torch.Tensor:
-    """`[S, h, w]` bool: patch (r, c) of frame f is the top-left of its s_h x s_w window (§5.3)."""
+    """`[S, h, w]` bool: patch (r, c) of frame f is the top-left of its s_h x s_w window.
+
+    Windows cut by the right or bottom edge still keep their top-left patch, so a frame keeps
+    ceil(h/s_h)·ceil(w/s_w) patches; the same grid is used in every frame unless `grid_phase`
+    shifts it per frame.
+    """
     s_h, s_w = opts.strides
     h, w = layout.grid
     rows, cols = torch.arange(h)[:, None], torch.arange(w)[None, :]
@@ -223,7 +232,7 @@ class SGAMixer:
         k_kept, v_kept = k[:, :, ks.idx], v[:, :, ks.idx]
         opts = self.opts
         mean = self._means(k, v, ks, ctx) if opts.mean and ks.mean_mask.any() else None
-        if mean is not None and opts.mean_path == "append":  # mean rows as ordinary keys (§7.4)
+        if mean is not None and opts.mean_path == "append":  # mean rows as plain keys (= merge)
             n = mean.counts[:, None]
             k_kept = torch.cat((k_kept, (mean.k_sum / n).to(k.dtype)), dim=2)
             v_kept = torch.cat((v_kept, (mean.v_sum / n).to(v.dtype)), dim=2)
@@ -250,7 +259,7 @@ class SGAMixer:
         if self.opts.mean_scope == "global":
             k_sum, v_sum, counts = k_sum.sum(2, True), v_sum.sum(2, True), counts.sum(0, True)
             column = torch.zeros_like(frame_of_token)
-        else:  # frames without mean tokens contribute no column (§6.4)
+        else:  # frames without mean tokens contribute no column
             present = counts > 0
             k_sum, v_sum, counts = k_sum[:, :, present], v_sum[:, :, present], counts[present]
             # frames without a column hold no mean tokens; their index is never used
@@ -258,7 +267,7 @@ class SGAMixer:
         return MeanTerms(k_sum, v_sum, counts, column, ks.mean_mask.reshape(-1), keys)
 
     def _merge(self, q, k, v, out, lse, mean: MeanTerms | None, diag_mask, ks) -> torch.Tensor:
-        """out_i = (α·o_i + β·v_i + Σ_m γ_m·v̄_m) / (α + β + Σ_m γ_m), max-subtracted (§7.3).
+        """out_i = (α·o_i + β·v_i + Σ_m γ_m·v̄_m) / (α + β + Σ_m γ_m), max-subtracted.
 
         Means are handled as sums: v̄_m = V_m / n_m. The exclude-self switch subtracts the
         query's own key/value from its own column (n_m - 1), a rank-one correction per query.

@@ -1,4 +1,4 @@
-"""Camera conventions: every native format converted to the canonical one (datasets/README.md).
+"""Camera conventions: every native format converted to the canonical one (docs/conventions.md).
 
 Canonical: OpenCV camera axes (+x right, +y down, +z forward); extrinsics are world-to-camera
 `[R | t]` (float64, `x_cam = R·X_w + t`); intrinsics are pixel K for the stored image size with

@@ -141,7 +141,11 @@ def import_frame_lists(sources: dict[str, Path], folder: Path) -> list[Path]:
 def build_co3d_annotations(
     root: Path, out: Path, categories: Sequence[str] | None = None
 ) -> list[Path]:
-    """`<category>_{train,test}.jgz` from set lists and frame annotations (B1 steps 1-4)."""
+    """`<category>_{train,test}.jgz` from set lists and frame annotations.
+
+    Sequences with `viewpoint_quality_score` ≤ 0.5 are left out; the frames of the `fewview_dev`
+    set list keep their order (datasets/README.md, section 'CO3Dv2').
+    """
     out.mkdir(parents=True, exist_ok=True)
     cats = categories or sorted(p.parent.name for p in root.glob("*/frame_annotations.jgz"))
     if not cats:

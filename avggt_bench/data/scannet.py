@@ -3,9 +3,10 @@
 Frames are the integer stems of `color/<i>.jpg`, sorted numerically; `pose/<i>.txt` is a 4×4
 camera-to-world in OpenCV-like axes (6 decimals), and any ±inf / NaN makes the frame invalid
 (`inf_pose` / `nan_pose`). Colour intrinsics come from `intrinsic/intrinsic_color.txt` (for
-1296×968) and follow the A2 resize rule when the exported colour has another size. Depth is not
-provided: it is 640×480 in the depth camera, and no protocol compares against it. For ScanNet-50
-the mesh vertices of `<scene>_vh_clean_2.ply` are the reference points.
+1296×968) and follow the half-pixel resize rule (docs/conventions.md) when the exported colour
+has another size. Depth is not provided: it is 640×480 in the depth camera, and no protocol
+compares against it. For ScanNet-50 the mesh vertices of `<scene>_vh_clean_2.ply` are the
+reference points.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Cameras follow OpenCV axes; extrinsics are world-to-camera `[S, 3, 4]` float64; intrinsics
 `[S, 3, 3]` float64 are valid for the stored image size; depth is z-depth in metres (or the
-dataset's native unit, `native_unit`) with 0 meaning invalid (datasets/README.md).
+dataset's native unit, `native_unit`) with 0 meaning invalid (docs/conventions.md; each dataset:
+datasets/README.md).
 """
 
 from __future__ import annotations

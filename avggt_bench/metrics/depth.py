@@ -1,5 +1,5 @@
 """Depth metrics: AbsRel, SqRel, RMSE, logRMSE, δ<1.25^k after a per-frame or per-sequence
-scale / scale-and-shift alignment, aggregated by valid pixels (datasets_and_metrics.md D6).
+scale / scale-and-shift alignment, aggregated by valid pixels.
 
 Maps are `[S, H, W]` (or `[H, W]`) at the ground-truth size; the caller resizes predictions
 (bicubic) first. Everything runs in float64 NumPy except the Adam compat fit (torch, float64).
@@ -124,7 +124,7 @@ def _l1_scale_shift_adam(p: np.ndarray, g: np.ndarray, median_mode: str) -> tupl
 
 
 def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """D6 metrics of aligned 1-D predictions against ground truth (both already masked)."""
+    """AbsRel, SqRel, RMSE, logRMSE, δ_k of aligned 1-D predictions against masked ground truth."""
     diff = pred - gt
     out = {
         "abs_rel": float((np.abs(diff) / gt).mean()),

@@ -1,5 +1,5 @@
 """Float64 geometry shared by the metric modules: SO(3) projection, rigid inverses, Umeyama Sim(3),
-and the statuses a metric reports instead of raising (datasets_and_metrics.md A1, D3, D4).
+and the statuses a metric reports instead of raising (conventions: docs/conventions.md).
 
 Everything here is NumPy float64 and vectorised: the Umeyama fit on 1M correspondences is a few
 matrix products, unlike evo's per-point Python loop.
@@ -111,7 +111,7 @@ class Sim3:
 
 
 def umeyama_sim3(src: Any, dst: Any, mask: Any | None = None, with_scale: bool = True) -> Sim3:
-    """Least-squares `dst ≈ c·R·src + t` (Umeyama 1991; spec D3 formulas), vectorised float64.
+    """Least-squares `dst ≈ c·R·src + t` (Umeyama, IEEE TPAMI 13(4), 1991), vectorised float64.
 
     `src`, `dst`: `[..., 3]` corresponding points; `mask` (same leading shape) selects the
     correspondences. Raises MetricError(DEGENERATE) for < 3 correspondences, zero source variance,

@@ -1,5 +1,5 @@
-"""Point-map metrics: alignment variants, accuracy / completeness, normal consistency, Chamfer
-(datasets_and_metrics.md D4, D5). Inputs are `[N, 3]` clouds (float64 after promotion).
+"""Point-map metrics: alignment variants, accuracy / completeness, normal consistency, Chamfer.
+Inputs are `[N, 3]` clouds (float64 after promotion).
 
 Libraries, and why (Open3D vs SciPy):
 * Nearest neighbours: SciPy's `cKDTree` (exact Euclidean NN, so the same distances as Open3D's
@@ -11,8 +11,8 @@ Libraries, and why (Open3D vs SciPy):
   this one takes 9 s. Keeping NN on SciPy means Acc / Comp / Chamfer / DTU need no optional
   library.
 * ICP and normals: Open3D (`registration_icp` point-to-point, `estimate_normals()` defaults), as
-  every official point-map protocol does; the spec forbids a second hand-written ICP or normal
-  estimator because the published numbers depend on Open3D's own behaviour (its convergence test,
+  every official point-map protocol does; we write no second ICP or normal estimator of our own
+  because the published numbers depend on Open3D's own behaviour (its convergence test,
   k = 30 neighbourhoods, (0, 0, 1) for tiny neighbourhoods). Open3D is heavy (~310 MB), so it is
   imported here only, lazily; without it ICP and NC give a `missing_dependency` status with the
   install line (never an import error of the package), while `umeyama` / `none` alignments with
@@ -79,7 +79,7 @@ def _cloud_array(points: Any) -> np.ndarray:
     return p
 
 
-# ------------------------------------------------------------------------- distances (D5.1)
+# ---------------------------------------------------------------- distances (Acc / Comp)
 
 
 def nearest(query: np.ndarray, ref: np.ndarray | cKDTree) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +110,7 @@ def _acc_comp(d_a: np.ndarray, d_b: np.ndarray) -> dict[str, float]:
     }
 
 
-# --------------------------------------------------------------------------- normals (D5.2)
+# ---------------------------------------------------------------------------- normals (NC)
 
 
 def estimate_normals(points: Any) -> np.ndarray:
@@ -165,7 +165,7 @@ def point_cloud_metrics(pred_points: Any, gt_points: Any, normals: bool = True) 
     return out
 
 
-# ------------------------------------------------------------------------------ ICP (D4 a.3)
+# ------------------------------------------------------------------------------------ ICP
 
 
 @dataclass
@@ -222,15 +222,15 @@ def icp_refine(
     return IcpResult(transform, float(result.fitness), float(result.inlier_rmse), threshold, status)
 
 
-# ------------------------------------------------------------------------ alignments (D4)
+# ----------------------------------------------------------------------------- alignments
 
 
 def align_umeyama_icp(
     pred: Any, gt: Any, icp_threshold: float | None = 0.1
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """D4 (a)/(b): Umeyama Sim(3) pred → GT on all given correspondences (`[N, 3]` each, same
-    order), then ICP unless `icp_threshold` is None. Returns the aligned prediction and the
-    parameters (`umeyama`, `icp`)."""
+    """`umeyama_icp` / `umeyama` (π³'s protocol): Umeyama Sim(3) pred → GT on all given
+    correspondences (`[N, 3]` each, same order), then ICP unless `icp_threshold` is None. Returns
+    the aligned prediction and the parameters (`umeyama`, `icp`)."""
     p, g = as_f64(pred).reshape(-1, 3), as_f64(gt).reshape(-1, 3)
     sim = umeyama_sim3(p, g)
     aligned = sim.apply(p)
@@ -256,11 +256,11 @@ def median(values: np.ndarray, mode: str = "numpy", axis: int | None = None) -> 
 def median_scale_shift(
     pred_cam0: Any, gt_cam0: Any, valid: Any, median_mode: str = "lower"
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """D4 (c) steps 2-3 (CUT3R / Spann3R / FastVGGT): both clouds in their first camera, `[..., 3]`
-    maps with a shared `valid` mask. z is shifted by each cloud's median z over the valid pixels of
-    all views; the prediction is scaled by s_gt / s_pred, s = median distance to the
-    coordinate-wise median (s_pred clipped to [1e-3, 1e3]). No rotation is fitted.
-    Returns (prediction, ground truth) after the shift and scale, and the parameters."""
+    """Median shift and scale (CUT3R / Spann3R / FastVGGT): both clouds in their first camera,
+    `[..., 3]` maps with a shared `valid` mask. z is shifted by each cloud's median z over the valid
+    pixels of all views; the prediction is scaled by s_gt / s_pred, s = median distance to the
+    coordinate-wise median (s_pred clipped to [1e-3, 1e3]). No rotation is fitted. Returns
+    (prediction, ground truth) after the shift and scale, and the parameters."""
     p, g = as_f64(pred_cam0), as_f64(gt_cam0)
     m = np.asarray(as_f64(valid) > 0)
     if not m.any():
@@ -297,8 +297,9 @@ def centre_crop_mask(hw: tuple[int, int], size: int = 224) -> np.ndarray:
 
 
 def bbox_scale_center(pred: Any, gt: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """D4 (d) (FastVGGT ScanNet-50): match the axis-aligned boxes, s = |diag_gt| / |diag_pred|
-    (1 if the predicted diagonal is < 1e-8), X ← (X − centre_pred)·s + centre_gt."""
+    """`bbox_scale_center` (FastVGGT ScanNet-50): match the axis-aligned boxes,
+    s = |diag_gt| / |diag_pred| (1 if the predicted diagonal is < 1e-8),
+    X ← (X − centre_pred)·s + centre_gt. No rotation is fitted; one outlier changes the scale."""
     p, g = _cloud_array(pred), _cloud_array(gt)
     lo_p, hi_p, lo_g, hi_g = p.min(0), p.max(0), g.min(0), g.max(0)
     diag = float(np.linalg.norm(hi_p - lo_p))
@@ -329,7 +330,7 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
     return sums / counts[:, None]
 
 
-# --------------------------------------------------------------------- Chamfer (D5.3, D5.5)
+# -------------------------------------------------------------------------------- Chamfer
 
 
 def chamfer_clipped_sum(pred: Any, gt: Any, clip: float = 0.5) -> float:
@@ -349,8 +350,9 @@ def fastvggt_chamfer(
     voxel: float = 0.05,
     clip: float = 0.5,
 ) -> dict[str, Any]:
-    """D5.5 steps 3-6 on already aligned clouds: subsample each to `max_points` (legacy RNG seeded
-    with `seed` before each draw), voxel-downsample, clipped Chamfer sum `cd`."""
+    """FastVGGT's ScanNet-50 Chamfer distance on already aligned clouds: subsample each to
+    `max_points` (legacy RNG seeded with `seed` before each draw), voxel-downsample, clipped
+    Chamfer sum `cd`."""
     a, b = _cloud_array(pred), _cloud_array(gt)
     a, _ = subsample(a, max_points, seed)
     b, _ = subsample(b, max_points, seed)
@@ -358,7 +360,7 @@ def fastvggt_chamfer(
     return {"cd": chamfer_clipped_sum(a, b, clip), "n_pred": len(a), "n_gt": len(b)}
 
 
-# --------------------------------------------------------------------------- DTU (D5.4)
+# ---------------------------------------------------------------- DTU official evaluation
 
 
 def radius_downsample(points: np.ndarray, radius: float, seed: int) -> np.ndarray:
@@ -378,9 +380,10 @@ def radius_downsample(points: np.ndarray, radius: float, seed: int) -> np.ndarra
 
 
 def load_dtu_eval(root: str | Path, scan: int) -> dict[str, Any]:
-    """The official DTU evaluation files of one scan (B6 layout, millimetres): `obs_mask`,
-    `bbox`, `res` from `ObsMask/ObsMask{scan}_10.mat`, `plane` from `ObsMask/Plane{scan}.mat`,
-    `stl_mm` (`[N, 3]`) from `Points/stl/stl{scan:03d}_total.ply` (read with Open3D)."""
+    """The official DTU evaluation files of one scan (millimetres; layout: datasets/README.md,
+    section 'DTU'): `obs_mask`, `bbox`, `res` from `ObsMask/ObsMask{scan}_10.mat`, `plane` from
+    `ObsMask/Plane{scan}.mat`, `stl_mm` (`[N, 3]`) from `Points/stl/stl{scan:03d}_total.ply` (read
+    with Open3D)."""
     from scipy.io import loadmat
 
     root = Path(root).expanduser()
@@ -395,7 +398,7 @@ def load_dtu_eval(root: str | Path, scan: int) -> dict[str, Any]:
             "invalid_input",
             f"DTU official evaluation files missing: {', '.join(missing)}; expected "
             "<dtu_eval_root>/Points/stl/stlNNN_total.ply and ObsMask/ObsMask{N}_10.mat, "
-            "ObsMask/Plane{N}.mat (datasets_and_metrics.md B6)",
+            "ObsMask/Plane{N}.mat (datasets/README.md, section 'DTU')",
         )
     obs = loadmat(files["obs"])
     stl = np.asarray(_o3d().io.read_point_cloud(str(files["stl"])).points, dtype=np.float64)
@@ -421,7 +424,7 @@ def dtu_official(
     max_dist: float = 20.0,
     bbox_margin: str = "python_port",
 ) -> dict[str, Any]:
-    """Official DTU Acc / Comp / Overall in millimetres (D5.4, Python-port semantics).
+    """Official DTU Acc / Comp / Overall in millimetres (the MATLAB original's Python port).
 
     pred_mm, stl_mm: `[N, 3]` clouds in mm, DTU world frame; obs_mask: boolean voxel grid indexed
     [x, y, z]; bbox: `[[min], [max]]`; res: voxel size; plane: 4-vector, x above when P·[x, 1] > 0.

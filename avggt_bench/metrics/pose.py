@@ -5,7 +5,8 @@ loop, as `torch.combinations` enumerates them), in degrees, computed in float64 
 vectorised (800 views = 319,600 pairs); RRA/RTA@τ and AUC@T by the official histogram definition
 (VGGT's `evaluation/test_co3d.py` `calculate_auc_np`).
 
-Pair orders (`order`, the preset's `compat.pair_order`), over world-to-camera poses E:
+Pair orders (`order`, the preset's `compat.pair_order`; docs/conventions.md has a table), over
+world-to-camera poses E:
 
 * `vggt`: `E_i·inv(E_j)` on the poses as given. This is VGGT's current official evaluation
   (`evaluation/test_co3d.py`, `se3_to_relative_pose_error`, since upstream commit 4b8be14 "fix a

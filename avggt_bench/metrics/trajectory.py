@@ -1,5 +1,5 @@
-"""Trajectory metrics: ATE, ARE and RPE after Sim(3) alignment, computed with evo
-(datasets_and_metrics.md D3, C6.3, C6.5, D8.2-D8.6). evo is imported in this module only.
+"""Trajectory metrics: ATE, ARE and RPE after Sim(3) alignment, computed with evo (inputs and
+compat switches: docs/conventions.md, "Trajectories"). evo is imported in this module only.
 
 evo's pitfalls are handled here, not left to callers: poses go in as float64 4×4 matrices with
 rotations re-projected onto SO(3) (evo rejects float32 or few-digit rotations and crashes on
@@ -127,7 +127,7 @@ def trajectory_errors(
     if traj_input == "w2c":
         est, ref = rigid_inverse(est), rigid_inverse(ref)
     if align != "none":
-        try:  # the same degeneracy rule as the point-map Umeyama (D3), checked before evo
+        try:  # the same degeneracy rule as the point-map Umeyama, checked before evo
             umeyama_sim3(est[:, :3, 3], ref[:, :3, 3])
         except MetricError as exc:
             return _failed(exc.status, f"trajectory {exc}", n, align, traj_input)

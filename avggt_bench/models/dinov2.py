@@ -1,4 +1,4 @@
-"""DINOv2 ViT/14 with 4 registers: the patch encoder of VGGT and π³ (vggt.md §6.2)."""
+"""DINOv2 ViT/14 with 4 registers: the patch encoder of VGGT and π³ (`dinov2_vitl14_reg`)."""
 
 from __future__ import annotations
 

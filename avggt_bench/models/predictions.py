@@ -1,4 +1,7 @@
-"""The one output schema every model adapter returns; metrics never see model-native formats."""
+"""The one output schema every model adapter returns; metrics never see model-native formats.
+
+Conventions (cameras, pixel grid, confidence kinds, points frames): docs/conventions.md.
+"""
 
 from __future__ import annotations
 

@@ -5,10 +5,10 @@ float32 `[S, 3, H, W]` tensor in [0, 1] a model takes, and records per view a `V
 that ground-truth intrinsics can follow the resize / crop / pad.
 
 * `crop` and `pad` reproduce `vggt/utils/load_fn.py::load_and_preprocess_images` bit for bit at
-  `size=518` (vggt.md §13): PIL BICUBIC resize (default reducing_gap), uint8 → float32 / 255,
+  `size=518`: PIL BICUBIC resize (default reducing_gap), uint8 → float32 / 255,
   centre row crop (crop) or white padding to a square (pad), and white padding of mixed sizes to
   the largest H and W (only with `allow_mixed_sizes=True`).
-* `pi3_budget` reproduces `pi3.utils.basic.load_images_as_tensor` (pi3.md §9.1): the target size
+* `pi3_budget` reproduces yyfz/Pi3 `pi3/utils/basic.py::load_images_as_tensor`: the target size
   comes from the FIRST image under a pixel budget, LANCZOS resize, no crop or pad.
 """
 
@@ -195,7 +195,12 @@ class Preprocessed:
 
 
 def _pi3_budget_size(width: int, height: int, limit: int, p: int) -> tuple[int, int]:
-    """pi3.md §9.1 steps 1-4, in Python floats, Python round (ties to even)."""
+    """π³'s pixel-budget target size, in Python floats, Python round (ties to even).
+
+    Scale the first image to `limit` pixels, round each side to a multiple of `p`, then shrink
+    the side that overshoots the aspect ratio until the product fits the budget
+    (yyfz/Pi3 `pi3/utils/basic.py::load_images_as_tensor`).
+    """
     scale = math.sqrt(limit / (width * height))
     w_t = width * scale
     h_t = height * scale
@@ -214,8 +219,8 @@ def target_size(width: int, height: int, cfg: PreprocessConfig) -> tuple[int, in
 
     crop: `new_w = size`, `new_h = round(height * (size / width) / p) * p`; pad: the same when
     width >= height, else `new_h = size`, `new_w = round(width * (size / height) / p) * p`;
-    evaluated left to right in Python floats with Python `round` (vggt.md §13).
-    pi3_budget: the π³ pixel-budget rule (pi3.md §9.1). The result can be 0 for extremely
+    evaluated left to right in Python floats with Python `round`, as the official loader does.
+    pi3_budget: the π³ pixel-budget rule (`_pi3_budget_size`). The result can be 0 for extremely
     elongated inputs in crop/pad mode (the official loader would fail on it; `preprocess` raises).
     """
     width, height = int(width), int(height)

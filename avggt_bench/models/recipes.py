@@ -1,4 +1,7 @@
-"""Input recipes of the evaluation protocols (datasets_and_metrics.md C3) → a `PreprocessConfig`.
+"""Input recipes of the evaluation protocols → a `PreprocessConfig`.
+
+A recipe (a preset's `input_recipe`) is how the evaluation code of a paper resized its images
+before the network: VGGT's 518-wide crop, π³'s 512- or 518-wide resize, CUT3R's 512×384 crop.
 
 A protocol preset names the recipe its paper used; the model's own preprocess config is what
 `model_default` means here (VGGT presets: width 518 crop; the CPU `*_small` presets: their reduced

@@ -1,4 +1,4 @@
-"""2D rotary position embedding of VGGT and π³ (vggt.md §5)."""
+"""2D rotary position embedding of VGGT and π³ (facebookresearch/vggt `vggt/layers/rope.py`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Our numbers beside the published ones (`results/published.csv`).
 
-`results/published.csv` is built from the spec's `published_results.csv` (verbatim copy in
-`avggt_bench/resources/`) by adding two columns: `family` (vggt | pi3) and `variant` (our attention
+`results/published.csv` is built from `avggt_bench/resources/published_results.csv` (every
+published number we compare with, one per row, with its source, table, hardware and confidence)
+by adding two columns: `family` (vggt | pi3) and `variant` (our attention
 preset) where the published method maps onto one. The comparison lists each published speedup,
 time or memory of a method we implement, our measured value at the same view count when a record
 exists, the cost model's speedup for the full-size model at 518x392 and that view count, and what

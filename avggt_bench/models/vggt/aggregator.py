@@ -1,4 +1,4 @@
-"""VGGT's aggregator: DINOv2 patch tokens, then 24 alternating frame/global blocks (vggt.md §6).
+"""VGGT's aggregator: DINOv2 patch tokens, then 24 alternating frame/global blocks.
 
 The global blocks run through per-layer *routes* (`avggt_bench.attention.routes`): the route decides
 how a global layer mixes tokens (dense, per frame, subsampled, ...); the aggregator only lays the

@@ -1,4 +1,7 @@
-"""VGGT's camera head: 4 refinement iterations of an adaLN-conditioned trunk (vggt.md §7)."""
+"""VGGT's camera head: 4 refinement iterations of an adaLN-conditioned trunk.
+
+facebookresearch/vggt `vggt/heads/camera_head.py::CameraHead`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VGGT's DPT head for depth and point maps (vggt.md §9).
+"""VGGT's DPT head for depth and point maps (facebookresearch/vggt `vggt/heads/dpt_head.py`).
 
 Reads the patch tokens of four aggregator layers, fuses them into a full-resolution map and
 activates it. Frames run in chunks (8 by default), which bounds the head's activation memory.
@@ -26,7 +26,12 @@ def _centred_span(span: float, n: int, device: torch.device) -> torch.Tensor:
 def uv_embedding(
     height: int, width: int, channels: int, aspect: float, device: torch.device
 ) -> torch.Tensor:
-    """The sin/cos embedding of a normalised uv grid, `[channels, height, width]` float32 (§9.5)."""
+    """The sin/cos embedding of a normalised uv grid, `[channels, height, width]` float32.
+
+    The grid spans ±aspect/diag by ±1/diag, sampled at pixel centres; upstream:
+    `vggt/heads/utils.py::position_grid_to_embed`. The head adds it, scaled by 0.1, to every
+    level and to the fused output.
+    """
     diag = (aspect**2 + 1.0) ** 0.5
     sx, sy = aspect / diag, 1.0 / diag
     u = _centred_span(sx, width, device)

@@ -1,7 +1,9 @@
-"""VGGT's 9-number camera encoding "absT_quaR_FoV" and its conversion to cameras (vggt.md §8).
+"""VGGT's 9-number camera encoding "absT_quaR_FoV" and its conversion to cameras.
 
 The functions compute in the dtype of their inputs: float32 reproduces the official conversion
-bit for bit; pass float64 for metrics (datasets_and_metrics.md A6).
+bit for bit; pass float64 for metrics (the metrics compute in float64, docs/conventions.md).
+Upstream: facebookresearch/vggt `vggt/utils/pose_enc.py::pose_encoding_to_extri_intri` and
+`extri_intri_to_pose_encoding`.
 """
 
 from __future__ import annotations
