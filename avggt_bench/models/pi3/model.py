@@ -19,11 +19,10 @@ from avggt_bench.attention.base import DenseMixer
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import Route, dense_routes
 from avggt_bench.models.dinov2 import DINO_VITL14_REG, DINO_VITS14_REG, DinoArch, DinoV2
+from avggt_bench.models.images import IMAGENET_MEAN, IMAGENET_STD, check_images
 from avggt_bench.models.layers import Block
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.models.rope import RoPE2D
-from avggt_bench.models.vggt.aggregator import IMAGENET_MEAN, IMAGENET_STD, patch_positions
-from avggt_bench.models.vggt.model import check_images
+from avggt_bench.models.rope import RoPE2D, patch_positions
 from avggt_bench.precision import heads_context
 
 NUM_REGISTERS = 5

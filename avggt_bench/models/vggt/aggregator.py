@@ -15,24 +15,11 @@ from torch import nn
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import Route, dense_routes
 from avggt_bench.models.dinov2 import DinoArch, DinoV2
+from avggt_bench.models.images import IMAGENET_MEAN, IMAGENET_STD
 from avggt_bench.models.layers import Block
-from avggt_bench.models.rope import RoPE2D
+from avggt_bench.models.rope import RoPE2D, patch_positions
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_SPECIAL = 5  # 1 camera + 4 register tokens per frame
-
-
-def patch_positions(
-    frames: int, h: int, w: int, num_special: int, device: torch.device
-) -> torch.Tensor:
-    """Integer (y, x) positions `[frames, P, 2]`: specials (0, 0), patch (r, c) at (r+1, c+1)."""
-    ys, xs = torch.meshgrid(
-        torch.arange(1, h + 1, device=device), torch.arange(1, w + 1, device=device), indexing="ij"
-    )
-    grid = torch.stack((ys.reshape(-1), xs.reshape(-1)), dim=-1)
-    special = torch.zeros(num_special, 2, dtype=grid.dtype, device=device)
-    return torch.cat((special, grid), dim=0)[None].expand(frames, -1, -1)
 
 
 def first_other_tokens(param: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
