@@ -1,8 +1,8 @@
 """VGGT's aggregator: DINOv2 patch tokens, then 24 alternating frame/global blocks (vggt.md §6).
 
-The global blocks run through per-layer *routes* (`avggt_bench.attention.routes`): the route decides
-how a global layer mixes tokens (dense, per frame, subsampled, ...); the aggregator only lays the
-tokens out and keeps the intermediate outputs the heads read.
+The aggregator holds VGGT's embeddings (patch tokens, a camera and four register tokens per frame,
+frame 0 with its own pair) and the blocks; the alternating loop, with the per-layer routes of the
+global blocks, is the trunk shared with π³ (`avggt_bench.models.trunk`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from avggt_bench.attention.routes import Route, dense_routes
 from avggt_bench.models.dinov2 import DinoArch, DinoV2
 from avggt_bench.models.images import IMAGENET_MEAN, IMAGENET_STD
 from avggt_bench.models.layers import Block
-from avggt_bench.models.rope import RoPE2D, patch_positions
+from avggt_bench.models.rope import RoPE2D
+from avggt_bench.models.trunk import checked_routes, run_trunk
 
 NUM_SPECIAL = 5  # 1 camera + 4 register tokens per frame
 
@@ -61,9 +62,7 @@ class Aggregator(nn.Module):
         self.routes: list[Route] = dense_routes(depth)
 
     def set_routes(self, routes: Sequence[Route]) -> None:
-        if len(routes) != self.depth:
-            raise ValueError(f"expected {self.depth} routes, got {len(routes)}")
-        self.routes = list(routes)
+        self.routes = checked_routes(routes, self.depth)
 
     def forward(
         self, images: torch.Tensor, keep: Iterable[int] | None = None
@@ -73,8 +72,7 @@ class Aggregator(nn.Module):
         `keep` lists the layer indices to store; None stores all (the official behaviour).
         """
         batch, frames, _, height, width = images.shape
-        h, w = height // self.patch_size, width // self.patch_size
-        keep = set(range(self.depth)) if keep is None else set(keep)
+        grid = (height // self.patch_size, width // self.patch_size)
 
         # constants in float32 (the official buffers); cast only for bf16-weight runs (VGGT*)
         const = dict(device=images.device, dtype=torch.promote_types(images.dtype, torch.float32))
@@ -83,35 +81,19 @@ class Aggregator(nn.Module):
         mean = torch.tensor(IMAGENET_MEAN, **const).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, **const).view(1, 1, 3, 1, 1)
         x = ((images - mean) / std).reshape(batch * frames, 3, height, width)
-        patches = self.patch_embed(x)
-        tokens = torch.cat(
-            (
-                first_other_tokens(self.camera_token, batch, frames),
-                first_other_tokens(self.register_token, batch, frames),
-                patches,
-            ),
-            dim=1,
+        special = (
+            first_other_tokens(self.camera_token, batch, frames),
+            first_other_tokens(self.register_token, batch, frames),
         )
-        num_tokens, dim = tokens.shape[1], tokens.shape[2]
-        layout = TokenLayout(
-            frames=frames, grid=(h, w), num_special=NUM_SPECIAL, reference_frame=True
+        out = run_trunk(
+            special,
+            self.patch_embed(x),
+            batch,
+            grid,
+            self.frame_blocks,
+            self.global_blocks,
+            self.routes,
+            keep=range(self.depth) if keep is None else set(keep),
+            reference_frame=True,
         )
-        frame_layout = layout.per_frame()
-        pos_frame = patch_positions(batch * frames, h, w, NUM_SPECIAL, images.device)
-        pos_global = pos_frame.reshape(batch, frames * num_tokens, 2)
-
-        outputs: list[torch.Tensor | None] = [None] * self.depth
-        for i in range(self.depth):
-            tokens = self.frame_blocks[i](tokens, pos_frame, frame_layout)
-            frame_out = tokens.view(batch, frames, num_tokens, dim)
-            tokens = self.routes[i].run(
-                self.global_blocks[i],
-                tokens.view(batch, frames * num_tokens, dim),
-                pos_global,
-                layout,
-            )
-            if i in keep:
-                global_out = tokens.view(batch, frames, num_tokens, dim)
-                outputs[i] = torch.cat((frame_out, global_out), dim=-1)
-            tokens = tokens.view(batch * frames, num_tokens, dim)
-        return outputs, layout
+        return out.layers, out.layout
