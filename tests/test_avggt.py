@@ -127,7 +127,7 @@ def test_identity_configuration_reproduces_dense_exactly(vggt_small, extras):
 def test_frame_route_equals_running_the_block_on_each_frame(vggt_small, dtype, tol):
     block = copy.deepcopy(vggt_small.aggregator.global_blocks[5]).to(dtype)
     layout = TokenLayout(3, (2, 3), 5, reference_frame=True)
-    from avggt_bench.models.vggt.aggregator import patch_positions
+    from avggt_bench.models.rope import patch_positions
 
     pos = patch_positions(3, 2, 3, 5, torch.device("cpu")).reshape(1, -1, 2)
     x = torch.randn(
@@ -196,7 +196,7 @@ def test_g2m_outputs_the_mean_value_whatever_q_and_k():
 def test_g2m_route_fast_path_equals_the_mixer_path(vggt_small):
     block = vggt_small.aggregator.global_blocks[2]
     layout = TokenLayout(2, (2, 3), 5, reference_frame=True)
-    from avggt_bench.models.vggt.aggregator import patch_positions
+    from avggt_bench.models.rope import patch_positions
 
     pos = patch_positions(2, 2, 3, 5, torch.device("cpu")).reshape(1, -1, 2)
     x = torch.randn(1, layout.num_tokens, 384, generator=torch.Generator().manual_seed(4))

@@ -47,3 +47,15 @@ def _rotate(u: torch.Tensor, p: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     half = u.shape[-1] // 2
     rotated = torch.cat((-u[..., half:], u[..., :half]), dim=-1)
     return (u * c) + (rotated * s)
+
+
+def patch_positions(
+    frames: int, h: int, w: int, num_special: int, device: torch.device
+) -> torch.Tensor:
+    """Integer (y, x) positions `[frames, P, 2]`: specials (0, 0), patch (r, c) at (r+1, c+1)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(1, h + 1, device=device), torch.arange(1, w + 1, device=device), indexing="ij"
+    )
+    grid = torch.stack((ys.reshape(-1), xs.reshape(-1)), dim=-1)
+    special = torch.zeros(num_special, 2, dtype=grid.dtype, device=device)
+    return torch.cat((special, grid), dim=0)[None].expand(frames, -1, -1)

@@ -19,11 +19,11 @@ from avggt_bench.attention.base import DenseMixer
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import Route, dense_routes
 from avggt_bench.models.dinov2 import DINO_VITL14_REG, DINO_VITS14_REG, DinoArch, DinoV2
+from avggt_bench.models.images import IMAGENET_MEAN, IMAGENET_STD, check_images
 from avggt_bench.models.layers import Block
 from avggt_bench.models.predictions import Predictions
 from avggt_bench.models.rope import RoPE2D
-from avggt_bench.models.vggt.aggregator import IMAGENET_MEAN, IMAGENET_STD, patch_positions
-from avggt_bench.models.vggt.model import check_images
+from avggt_bench.models.trunk import checked_routes, run_trunk
 from avggt_bench.precision import heads_context
 
 NUM_REGISTERS = 5
@@ -185,39 +185,32 @@ class Pi3(nn.Module):
         return self.decoder[2 * g + 1]
 
     def set_routes(self, routes: Sequence[Route]) -> None:
-        if len(routes) != self.num_global_layers:
-            raise ValueError(f"expected {self.num_global_layers} routes, got {len(routes)}")
-        self.routes = list(routes)
+        self.routes = checked_routes(routes, self.num_global_layers)
 
     def decode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, TokenLayout]:
         """Encoder + decoder: `Z` `[B*N, P, 2C]` (blocks 34 and 35), positions and layout."""
         batch, views, _, height, width = images.shape
-        h, w = height // self.arch.patch_size, width // self.arch.patch_size
+        grid = (height // self.arch.patch_size, width // self.arch.patch_size)
         x = ((images - self.image_mean) / self.image_std).reshape(batch * views, 3, height, width)
         patches = self.encoder(x)
         regs = self.register_token.expand(batch * views, -1, -1, -1).reshape(
             batch * views, NUM_REGISTERS, -1
         )
-        tokens = torch.cat((regs, patches), dim=1)
-        per, dim = tokens.shape[1], tokens.shape[2]
-        layout = TokenLayout(frames=views, grid=(h, w), num_special=NUM_REGISTERS)
-        frame_layout = layout.per_frame()
-        pos = patch_positions(batch * views, h, w, NUM_REGISTERS, images.device)
-        pos_global = pos.reshape(batch, views * per, 2)
-        outputs = []
-        for d, block in enumerate(self.decoder):
-            if d % 2 == 0:
-                tokens = block(
-                    tokens.reshape(batch * views, per, dim), pos, frame_layout, self.mixer
-                )
-            else:
-                route = self.routes[d // 2]
-                tokens = route.run(
-                    block, tokens.reshape(batch, views * per, dim), pos_global, layout
-                )
-            if d >= self.arch.depth - 2:
-                outputs.append(tokens.reshape(batch * views, per, dim))
-        return torch.cat(outputs, dim=-1), pos, frame_layout
+        blocks = list(self.decoder)  # frame attention in the even blocks, global in the odd
+        last = self.num_global_layers - 1
+        out = run_trunk(
+            (regs,),
+            patches,
+            batch,
+            grid,
+            blocks[0::2],
+            blocks[1::2],
+            self.routes,
+            keep={last},
+            frame_mixer=self.mixer,
+        )
+        z = out.layers[last]
+        return z.reshape(batch * views, *z.shape[2:]), out.positions, out.layout.per_frame()
 
     def forward(self, images: torch.Tensor) -> Predictions:
         """`images` `[B, N, 3, H, W]` or `[N, 3, H, W]`, RGB in [0, 1], H, W multiples of 14."""

@@ -1,8 +1,8 @@
 """VGGT's aggregator: DINOv2 patch tokens, then 24 alternating frame/global blocks.
 
-The global blocks run through per-layer *routes* (`avggt_bench.attention.routes`): the route decides
-how a global layer mixes tokens (dense, per frame, subsampled, ...); the aggregator only lays the
-tokens out and keeps the intermediate outputs the heads read.
+The aggregator holds VGGT's embeddings (patch tokens, a camera and four register tokens per frame,
+frame 0 with its own pair) and the blocks; the alternating loop, with the per-layer routes of the
+global blocks, is the trunk shared with π³ (`avggt_bench.models.trunk`).
 """
 
 from __future__ import annotations
@@ -15,24 +15,12 @@ from torch import nn
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import Route, dense_routes
 from avggt_bench.models.dinov2 import DinoArch, DinoV2
+from avggt_bench.models.images import IMAGENET_MEAN, IMAGENET_STD
 from avggt_bench.models.layers import Block
 from avggt_bench.models.rope import RoPE2D
+from avggt_bench.models.trunk import checked_routes, run_trunk
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_SPECIAL = 5  # 1 camera + 4 register tokens per frame
-
-
-def patch_positions(
-    frames: int, h: int, w: int, num_special: int, device: torch.device
-) -> torch.Tensor:
-    """Integer (y, x) positions `[frames, P, 2]`: specials (0, 0), patch (r, c) at (r+1, c+1)."""
-    ys, xs = torch.meshgrid(
-        torch.arange(1, h + 1, device=device), torch.arange(1, w + 1, device=device), indexing="ij"
-    )
-    grid = torch.stack((ys.reshape(-1), xs.reshape(-1)), dim=-1)
-    special = torch.zeros(num_special, 2, dtype=grid.dtype, device=device)
-    return torch.cat((special, grid), dim=0)[None].expand(frames, -1, -1)
 
 
 def first_other_tokens(param: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
@@ -74,9 +62,7 @@ class Aggregator(nn.Module):
         self.routes: list[Route] = dense_routes(depth)
 
     def set_routes(self, routes: Sequence[Route]) -> None:
-        if len(routes) != self.depth:
-            raise ValueError(f"expected {self.depth} routes, got {len(routes)}")
-        self.routes = list(routes)
+        self.routes = checked_routes(routes, self.depth)
 
     def forward(
         self, images: torch.Tensor, keep: Iterable[int] | None = None
@@ -86,8 +72,7 @@ class Aggregator(nn.Module):
         `keep` lists the layer indices to store; None stores all (the official behaviour).
         """
         batch, frames, _, height, width = images.shape
-        h, w = height // self.patch_size, width // self.patch_size
-        keep = set(range(self.depth)) if keep is None else set(keep)
+        grid = (height // self.patch_size, width // self.patch_size)
 
         # constants in float32 (the official buffers); cast only for bf16-weight runs (VGGT*)
         const = dict(device=images.device, dtype=torch.promote_types(images.dtype, torch.float32))
@@ -96,35 +81,19 @@ class Aggregator(nn.Module):
         mean = torch.tensor(IMAGENET_MEAN, **const).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, **const).view(1, 1, 3, 1, 1)
         x = ((images - mean) / std).reshape(batch * frames, 3, height, width)
-        patches = self.patch_embed(x)
-        tokens = torch.cat(
-            (
-                first_other_tokens(self.camera_token, batch, frames),
-                first_other_tokens(self.register_token, batch, frames),
-                patches,
-            ),
-            dim=1,
+        special = (
+            first_other_tokens(self.camera_token, batch, frames),
+            first_other_tokens(self.register_token, batch, frames),
         )
-        num_tokens, dim = tokens.shape[1], tokens.shape[2]
-        layout = TokenLayout(
-            frames=frames, grid=(h, w), num_special=NUM_SPECIAL, reference_frame=True
+        out = run_trunk(
+            special,
+            self.patch_embed(x),
+            batch,
+            grid,
+            self.frame_blocks,
+            self.global_blocks,
+            self.routes,
+            keep=range(self.depth) if keep is None else set(keep),
+            reference_frame=True,
         )
-        frame_layout = layout.per_frame()
-        pos_frame = patch_positions(batch * frames, h, w, NUM_SPECIAL, images.device)
-        pos_global = pos_frame.reshape(batch, frames * num_tokens, 2)
-
-        outputs: list[torch.Tensor | None] = [None] * self.depth
-        for i in range(self.depth):
-            tokens = self.frame_blocks[i](tokens, pos_frame, frame_layout)
-            frame_out = tokens.view(batch, frames, num_tokens, dim)
-            tokens = self.routes[i].run(
-                self.global_blocks[i],
-                tokens.view(batch, frames * num_tokens, dim),
-                pos_global,
-                layout,
-            )
-            if i in keep:
-                global_out = tokens.view(batch, frames, num_tokens, dim)
-                outputs[i] = torch.cat((frame_out, global_out), dim=-1)
-            tokens = tokens.view(batch * frames, num_tokens, dim)
-        return outputs, layout
+        return out.layers, out.layout

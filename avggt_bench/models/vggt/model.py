@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from avggt_bench.attention.routes import Route
-from avggt_bench.errors import DataError
 from avggt_bench.models.dinov2 import DINO_VITL14_REG, DINO_VITS14_REG, DinoArch
+from avggt_bench.models.images import check_images
 from avggt_bench.models.predictions import Predictions
 from avggt_bench.models.vggt.aggregator import NUM_SPECIAL, Aggregator
 from avggt_bench.models.vggt.camera_head import CameraHead
@@ -116,26 +116,3 @@ class VGGT(nn.Module):
             world_points_from_depth=False,  # the point head is a head of its own
             sources=dict(SOURCES),
         )
-
-
-def check_images(images: torch.Tensor, patch_size: int = 14) -> torch.Tensor:
-    """Validate a model input and add the batch axis to `[S, 3, H, W]`."""
-    if not isinstance(images, torch.Tensor):
-        raise DataError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.dim() == 4:
-        images = images[None]
-    if images.dim() != 5 or images.shape[2] != 3:
-        raise DataError(
-            f"images must be [S, 3, H, W] or [B, S, 3, H, W] RGB, got shape {tuple(images.shape)}"
-        )
-    if images.shape[1] == 0:
-        raise DataError("the scene has no images (S = 0); pass at least one view")
-    height, width = images.shape[-2:]
-    if height % patch_size or width % patch_size:
-        raise DataError(
-            f"image size {height}x{width} (HxW) is not a multiple of the patch size {patch_size}; "
-            f"preprocess the images first (avggt_bench.models.preprocess, mode 'crop' or 'pad'), "
-            f"e.g. to {max(patch_size, round(height / patch_size) * patch_size)}x"
-            f"{max(patch_size, round(width / patch_size) * patch_size)}"
-        )
-    return images
