@@ -29,7 +29,7 @@ from avggt_bench.models import build_model
 from avggt_bench.paths import config_dir
 
 log = logging.getLogger("avggt_bench.analyze")
-TASKS = ("pairs", "probe", "profile")
+ANALYSES = ("pairs", "probe", "profile")
 
 if not OmegaConf.has_resolver("weights_label"):
     OmegaConf.register_new_resolver("weights_label", weights_label)
@@ -42,10 +42,10 @@ def parse_tasks(value: Any) -> list[str]:
     else:
         names = [str(v) for v in value]
     if names == ["all"]:
-        return list(TASKS)
-    bad = [n for n in names if n not in TASKS]
+        return list(ANALYSES)
+    bad = [n for n in names if n not in ANALYSES]
     if bad or not names:
-        raise ConfigError(f"task={value!r}: valid tasks are {', '.join(TASKS)} or all")
+        raise ConfigError(f"task={value!r}: valid tasks are {', '.join(ANALYSES)} or all")
     return names
 
 
