@@ -30,6 +30,7 @@ __all__ = [
     "INPUT_RECIPES",
     "LISTS_DIR",
     "METRICS",
+    "REPORT_UNITS",
     "TASKS",
     "Preset",
     "load_preset",
@@ -44,7 +45,8 @@ FRAME_ORDERS = ("as_sampled", "ascending")
 INVALID_FRAMES = ("drop", "fail_scene")
 GT_COMPARE = ("gt_resized_w518", "gt_native", "input")
 AGGREGATIONS = ("per_scene_mean", "pooled_pairs", "per_category_mean", "pixel_weighted")
-REPORT_UNITS = ("m", "mm")
+REPORT_UNITS = {"m": 1.0, "mm": 1000.0}
+"""Units a preset may report lengths in, and the factor from metres."""
 PROVENANCE = ("published", "reconstructed", "partial", "extension", "harness")
 INPUT_RECIPES = (
     "model_default",
@@ -177,7 +179,7 @@ class Preset:
         _choice(f"{where}: invalid_frames", self.invalid_frames, INVALID_FRAMES)
         _choice(f"{where}: gt_compare", self.gt_compare, GT_COMPARE)
         _choice(f"{where}: aggregation", self.aggregation, AGGREGATIONS)
-        _choice(f"{where}: report_unit", self.report_unit, REPORT_UNITS)
+        _choice(f"{where}: report_unit", self.report_unit, tuple(REPORT_UNITS))
         _choice(f"{where}: input_recipe", self.input_recipe, INPUT_RECIPES)
         _choice(f"{where}: provenance", self.provenance, PROVENANCE)
         for key in ("load_depth", "load_points"):

@@ -16,11 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from avggt_bench.data.presets import AGGREGATIONS, REPORT_UNITS, TASKS
 from avggt_bench.errors import ConfigError
 from avggt_bench.metrics.pose import ORDERS
 
-TASKS = ("relpose", "trajectory", "mv_recon", "scannet_recon", "video_depth", "mono_depth")
-AGGREGATIONS = ("per_scene_mean", "pooled_pairs", "per_category_mean", "pixel_weighted")
 POINT_ALIGNMENTS = (
     "umeyama_icp",
     "umeyama",
@@ -38,7 +37,6 @@ DEPTH_ALIGNMENTS = (
     "lstsq_scale_shift",
     "metric",
 )
-REPORT_UNITS = {"m": 1.0, "mm": 1000.0}
 
 # Metric groups and the metric names that request them.
 GROUP_METRICS = {
