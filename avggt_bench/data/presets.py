@@ -33,7 +33,7 @@ __all__ = [
     "REPORT_UNITS",
     "TASKS",
     "Preset",
-    "load_preset",
+    "load_protocol_preset",
     "preset_names",
 ]
 
@@ -111,7 +111,8 @@ def _choice(where: str, value: Any, choices: tuple[Any, ...]) -> None:
 
 @dataclass(frozen=True)
 class Preset:
-    """A validated protocol preset. Build it with `Preset.from_mapping(cfg)` or `load_preset`."""
+    """A validated protocol preset. Build it with `Preset.from_mapping(cfg)` or
+    `load_protocol_preset`."""
 
     name: str
     task: str
@@ -302,7 +303,7 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in (config_dir() / "dataset").glob("*.yaml"))
 
 
-def load_preset(name: str, overrides: list[str] | None = None) -> Preset:
+def load_protocol_preset(name: str, overrides: list[str] | None = None) -> Preset:
     """Compose `dataset=<name>` with the project's Hydra config (paths resolved) and validate.
 
     `overrides` are Hydra overrides such as `["paths.data=/data", "dataset.max_scenes=2"]`.
