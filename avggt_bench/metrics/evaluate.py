@@ -34,7 +34,7 @@ from avggt_bench.metrics.geometry import (
     OK,
     SKIPPED,
     MetricError,
-    to_4x4,
+    as_poses_4x4,
     umeyama_sim3,
 )
 from avggt_bench.metrics.pose import pose_table, relative_pose_errors
@@ -236,7 +236,7 @@ def parent_as_ground_truth(dense: Predictions, scene: Scene, batch: int = 0) -> 
 def _gt_w2c(scene: Scene) -> np.ndarray:
     if scene.extrinsics is None:
         raise MetricError(INVALID_INPUT, "the scene has no ground-truth poses")
-    w2c = to_4x4(scene.extrinsics)
+    w2c = as_poses_4x4(scene.extrinsics)
     if not np.isfinite(w2c).all():
         raise MetricError(INVALID_INPUT, "non-finite ground-truth poses (the loader should drop)")
     return w2c

@@ -35,7 +35,7 @@ import torch
 from avggt_bench.data.cameras import rigid_inverse, unproject
 from avggt_bench.metrics import points as pts
 from avggt_bench.metrics.depth import depth_errors
-from avggt_bench.metrics.geometry import as_f64, to_4x4, umeyama_sim3
+from avggt_bench.metrics.geometry import as_f64, as_poses_4x4, umeyama_sim3
 from avggt_bench.metrics.pose import DEFAULT_THRESHOLDS, pose_table, relative_pose_errors
 from avggt_bench.metrics.trajectory import trajectory_errors
 
@@ -119,8 +119,8 @@ def _measure(
     pred = noisy_predictions(
         scene, "pi3", rotation_deg=1.0, centre_sigma=0.01, depth_sigma=0.01, seed=seed
     )
-    gt_w2c = to_4x4(scene.extrinsics)
-    pr_w2c = to_4x4(pred.extrinsics[0])
+    gt_w2c = as_poses_4x4(scene.extrinsics)
+    pr_w2c = as_poses_4x4(pred.extrinsics[0])
     out: dict[str, float] = dict.fromkeys(TIMED, float("nan"))
 
     def pose() -> dict[str, float]:
