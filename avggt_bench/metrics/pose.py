@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from avggt_bench.metrics.geometry import project_so3
 from avggt_bench.models.vggt.pose_encoding import mat_to_quat
 
 EPS = 1e-15
@@ -62,19 +63,6 @@ def as_w2c_4x4(poses: torch.Tensor) -> torch.Tensor:
     if poses.shape[-2:] != (4, 4):
         raise ValueError(f"poses must be [S, 3, 4] or [S, 4, 4], got {tuple(poses.shape)}")
     return poses
-
-
-def project_to_so3(rot: torch.Tensor) -> torch.Tensor:
-    """Nearest rotation: U diag(1, 1, det(U Vᵀ)) Vᵀ; non-finite matrices are left as they are."""
-    finite = torch.isfinite(rot).all(dim=(-1, -2))
-    out = rot.clone()
-    if finite.any():
-        u, _, vh = torch.linalg.svd(rot[finite])
-        d = torch.det(u @ vh)
-        fix = torch.ones_like(u[..., 0])
-        fix[..., 2] = d
-        out[finite] = u @ torch.diag_embed(fix) @ vh
-    return out
 
 
 def _in_first_camera(w2c: torch.Tensor) -> torch.Tensor:
@@ -118,8 +106,8 @@ def relative_pose_errors(
         raise ValueError("relative pose errors need at least 2 frames")
     pred = pred.clone()
     gt = gt.clone()
-    pred[:, :3, :3] = project_to_so3(pred[:, :3, :3])
-    gt[:, :3, :3] = project_to_so3(gt[:, :3, :3])
+    pred[:, :3, :3] = torch.from_numpy(project_so3(pred[:, :3, :3].cpu().numpy()))
+    gt[:, :3, :3] = torch.from_numpy(project_so3(gt[:, :3, :3].cpu().numpy()))
     if order == LEGACY:  # inv(E_i)·E_j depends on the world frame: both in the first camera's
         gt, pred = _in_first_camera(gt), _in_first_camera(pred)
     i, j = torch.triu_indices(pred.shape[0], pred.shape[0], offset=1)
