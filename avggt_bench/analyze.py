@@ -25,7 +25,7 @@ from avggt_bench.analysis.inputs import synthetic_input
 from avggt_bench.analysis.outputs import weights_label, write_summary
 from avggt_bench.analysis.tasks import GROUPS, pairs_task, probe_task, profile_task
 from avggt_bench.errors import ConfigError
-from avggt_bench.models import build_model
+from avggt_bench.models import model_from_config
 from avggt_bench.paths import config_dir
 
 log = logging.getLogger("avggt_bench.analyze")
@@ -64,14 +64,7 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     device = _device(cfg.get("device"))
-    model = build_model(
-        cfg.model.name,
-        attention=cfg.attention,
-        checkpoint=cfg.model.get("checkpoint"),
-        memory_lean=cfg.model.get("memory_lean", True),
-        sdpa_policy=cfg.model.get("sdpa_policy", "official"),
-        device=str(device),
-    )
+    model = model_from_config(cfg, device)
     weights = "random" if model.weights.random else weights_label(cfg.model.get("checkpoint"))
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
