@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from avggt_bench.data.datasets import DATASETS, loader_class, valid_options
 from avggt_bench.data.sampling import Sampler, SamplingConfig, build_sampler
 from avggt_bench.errors import ConfigError
 from avggt_bench.paths import REPO_DIR
@@ -170,8 +171,6 @@ class Preset:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid key or value and the valid choices."""
-        from avggt_bench.data.datasets import DATASETS, loader_class, valid_options
-
         where = f"dataset preset {self.name!r}"
         _choice(f"{where}: task", self.task, TASKS)
         if self.dataset not in DATASETS:
@@ -250,8 +249,6 @@ class Preset:
 
     def build_loader(self) -> Any:
         """The loader with this preset's options (a missing root raises DataError here)."""
-        from avggt_bench.data.datasets import DATASETS, loader_class
-
         cls = loader_class(self.dataset)
         opts = dict(self.options)
         extra: dict[str, Any] = {}
