@@ -145,7 +145,7 @@ def test_auc_histogram_definition():
 
 def test_800_views_all_pairs():
     """319,600 pairs in one vectorised call, i < j with i the outer loop (time printed only:
-    `python -m avggt_bench.metrics.timing` reports it)."""
+    `python -m avggt_bench.metrics.time_metrics` reports it)."""
     import time
 
     cams = random_cameras(800, seed=8)

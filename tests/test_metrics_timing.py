@@ -12,7 +12,7 @@ from avggt_bench.data.cameras import rigid_inverse
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.metrics import points as P
 from avggt_bench.metrics.geometry import as_poses_4x4
-from avggt_bench.metrics.timing import CSV_NAME, MD_NAME, TIMED, main, time_metrics
+from avggt_bench.metrics.time_metrics import CSV_NAME, MD_NAME, TIMED, main, time_metrics
 from avggt_bench.testing.predictions import noisy_cameras, noisy_predictions
 
 

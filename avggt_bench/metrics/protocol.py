@@ -113,8 +113,8 @@ ALIGNMENT_DEFAULTS: dict[str, Any] = {
 }
 ALIGNMENT_ALIASES = {"clip": "clip_max", "use_proj": "umeyama"}  # names used in conf/dataset
 OUTPUT_DEFAULTS: dict[str, Any] = {
-    "points_source": "point_head",  # or depth_unproject (metrics/compare.py pred_points)
-    "conf_threshold": None,  # ScanNet Chamfer cut; None: compare.CONF_CUTS per kind of conf
+    "points_source": "point_head",  # or depth_unproject (metrics/adapters.py pred_points)
+    "conf_threshold": None,  # ScanNet Chamfer cut; None: adapters.CONF_CUTS per kind of conf
 }
 COMPAT_DEFAULTS: dict[str, Any] = {
     "pair_order": "vggt",
