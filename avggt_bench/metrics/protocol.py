@@ -18,6 +18,7 @@ from typing import Any
 
 from avggt_bench.data.presets import AGGREGATIONS, REPORT_UNITS, TASKS
 from avggt_bench.errors import ConfigError
+from avggt_bench.metrics.depth import ALIGNMENTS as DEPTH_ALIGNMENTS
 from avggt_bench.metrics.pose import ORDERS
 
 POINT_ALIGNMENTS = (
@@ -29,14 +30,6 @@ POINT_ALIGNMENTS = (
 )
 TRAJ_ALIGNMENTS = ("sim3", "se3", "none")
 SCANNET_ALIGNMENTS = (*TRAJ_ALIGNMENTS, "bbox_scale_center")  # type: the trajectory's; CD: bbox
-DEPTH_ALIGNMENTS = (
-    "median",
-    "scale",
-    "scale_shift_l1",
-    "scale_shift_l1_adam",
-    "lstsq_scale_shift",
-    "metric",
-)
 
 # Metric groups and the metric names that request them.
 GROUP_METRICS = {
