@@ -27,6 +27,7 @@ from avggt_bench.analysis.tasks import GROUPS, pairs_task, probe_task, profile_t
 from avggt_bench.errors import ConfigError
 from avggt_bench.models import model_from_config
 from avggt_bench.paths import config_dir
+from avggt_bench.precision import resolve_device
 
 log = logging.getLogger("avggt_bench.analyze")
 ANALYSES = ("pairs", "probe", "profile")
@@ -49,21 +50,12 @@ def parse_tasks(value: Any) -> list[str]:
     return names
 
 
-def _device(value: str | None) -> torch.device:
-    if value in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(value)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={value} but CUDA is not available here; use device=cpu")
-    return device
-
-
 def run_analysis(cfg: DictConfig) -> dict[str, Any]:
     """Build the model, render the scene, run the chosen tasks; returns the summary."""
     tasks = parse_tasks(cfg.task)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    device = _device(cfg.get("device"))
+    device = resolve_device(cfg.get("device"))
     model = model_from_config(cfg, device)
     weights = "random" if model.weights.random else weights_label(cfg.model.get("checkpoint"))
     out_dir = Path(cfg.out_dir)
