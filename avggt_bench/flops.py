@@ -120,7 +120,7 @@ def _sga_cost(
 def _merge_cost(
     spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
 ) -> GlobalLayerCost:
-    from avggt_bench.attention.fastvggt import MergeOptions, reduced_length
+    from avggt_bench.attention.methods.fastvggt import MergeOptions, reduced_length
 
     n = reduced_length(layout, MergeOptions.from_params(spec.params))
     t, length = layout.num_tokens, n["length"]
@@ -137,7 +137,7 @@ def _merge_cost(
 def _block_sparse_cost(
     spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
 ) -> GlobalLayerCost:
-    from avggt_bench.attention.block_sparse import BlockSparseOptions, geometry
+    from avggt_bench.attention.methods.block_sparse import BlockSparseOptions, geometry
 
     opts = BlockSparseOptions.from_params(spec.params)
     geo = geometry(layout, opts, "cpu")

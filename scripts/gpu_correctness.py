@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from avggt_bench.attention import block_sparse as bs
 from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.lse import BACKENDS, backend_env, select_backend
+from avggt_bench.attention.methods import block_sparse as bs
 from avggt_bench.attention.reference import sga_reference
 from avggt_bench.attention.sga import SGAMixer, SGAOptions
 from avggt_bench.errors import ConfigError

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from avggt_bench.attention.avggt import SGARoute
-from avggt_bench.attention.block_sparse import BlockSparseRoute
 from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.methods.avggt import SGARoute
+from avggt_bench.attention.methods.block_sparse import BlockSparseRoute
 from avggt_bench.attention.routes import route_table
 from avggt_bench.flops import model_cost
 from avggt_bench.job.resume import requested_views
