@@ -25,13 +25,13 @@ from avggt_bench.attention.methods.fastvggt import (
     MergeOptions,
     _cell_draws,
     match,
+    merge_reference,
     partition,
     reduce_tokens,
     reduced_length,
     restore_tokens,
 )
-from avggt_bench.attention.reference import merge_reference, softmax_attention
-from avggt_bench.attention.routes import build_route, parse_route
+from avggt_bench.attention.routes import build_route, parse_route, softmax_attention
 from avggt_bench.errors import ConfigError
 from avggt_bench.flops import vggt_cost
 from avggt_bench.models import build_model

@@ -17,7 +17,7 @@ from avggt_bench.attention.lse import (
     select_backend,
 )
 from avggt_bench.attention.methods import block_sparse as bs
-from avggt_bench.attention.reference import softmax_attention
+from avggt_bench.attention.routes import softmax_attention
 from avggt_bench.errors import ConfigError
 
 # --- block-sparse: FlexAttention vs the gathered kernel ----------------------------------------
