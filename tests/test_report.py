@@ -345,7 +345,7 @@ def test_a_wrong_published_mapping_stops_with_the_row_named():
     from avggt_bench.report.published import _cost_model_speedup
 
     assert _cost_model_speedup("vggt", "avggt_9", 800) == pytest.approx(9.2, rel=0.01)
-    with pytest.raises(ConfigError, match=r"published row .*no_such_preset.*VARIANTS"):
+    with pytest.raises(ConfigError, match=r"published row .*no_such_preset.*published_variants"):
         _cost_model_speedup("vggt", "no_such_preset", 800)
 
 
