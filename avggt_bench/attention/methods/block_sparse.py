@@ -11,7 +11,8 @@ released one (sparse-vggt `src/sparse_vggt/models/attention.py` `predict_attenti
 deviations are named switches (`pad_patch_keys`, `score_fp32`, `min_blocks=0`). Execution runs on a
 portable kernel with the same mask semantics: `gather` (exact softmax over the gathered blocks;
 CPU default and reference), `flex` (FlexAttention block masks, CUDA) or `masked_dense` (token-level
-mask; tests only).
+mask; tests only). One file of about 460 lines: the selection, its executors and the route (cost,
+reference, microbenchmark) are read together against the release, function by function.
 """
 
 from __future__ import annotations

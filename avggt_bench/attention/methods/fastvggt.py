@@ -15,6 +15,9 @@ Q3 `dedup_protected`: protected dst tokens can appear twice and take merges;
 Q4 `no_merge_into_special`: sources may merge into camera/register tokens (an ablation);
 Q5 `single_frame_guard`: a single-frame input is merged too (fix: it runs dense);
 Q6 `per_batch_plan`: batch element 0's plan is applied to every batch element.
+
+One file of about 430 lines: partition, matching, merge/unmerge, the route and its loop reference
+are read together against the release's merging code.
 """
 
 from __future__ import annotations
