@@ -1,169 +1,47 @@
-"""Analytic multiply-accumulate (MAC) counts per layer kind.
+"""Analytic multiply-accumulate (MAC) counts of a whole model forward.
 
 Conventions: one MAC per multiply-add of a matmul or convolution; softmax, LayerNorm, RoPE, GELU and
 reductions are not counted. Records carry `macs` and, labelled separately, `flops = 2 * macs`.
 For dense VGGT-1B at 800 frames of 518x392 the total is 35.11e15 (the paper's "~35 PFLOPs").
+This module sums the model's parts (embeddings, frame layers, heads); each global layer's cost is
+its route's answer (`Route.cost`, helpers in `avggt_bench.attention.cost`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from avggt_bench.attention.cost import (
+    GlobalLayerCost,
+    attention_core_macs,
+    conv_macs,
+    linear_macs,
+)
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import RouteSpec, parse_route
+from avggt_bench.attention.routes import RouteSpec, build_route
 from avggt_bench.errors import ConfigError
-from avggt_bench.registry import Registry
 
-
-def linear_macs(tokens: int, dim: int, mlp_ratio: float = 4.0) -> int:
-    """qkv (3C²) + proj (C²) + MLP (2·ratio·C²) per token: 12·N·C² for ratio 4."""
-    return int(tokens * dim * dim * (4 + 2 * mlp_ratio))
-
-
-def attention_core_macs(queries: int, keys: int, dim: int) -> int:
-    """Q·Kᵀ and P·V over all heads: 2·n_q·n_k·C."""
-    return 2 * queries * keys * dim
-
-
-def conv_macs(positions: int, c_in: int, c_out: int, kernel: int) -> int:
-    return positions * c_in * c_out * kernel * kernel
-
-
-@dataclass(frozen=True)
-class GlobalLayerCost:
-    """Cost of one global layer under its route."""
-
-    route: str
-    linear: int
-    attention: int
-    extra: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return self.linear + self.attention + self.extra
-
-
-# (spec, layout, width, observed facts of the last forward or None) -> cost
-RouteCost = Callable[..., GlobalLayerCost]
-ROUTE_COSTS: Registry[RouteCost] = Registry("route cost model")
-
-
-@ROUTE_COSTS.register("global")
-def _global_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    t = layout.num_tokens
-    return GlobalLayerCost(str(spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
-
-
-@ROUTE_COSTS.register("frame")
-def _frame_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    p = layout.tokens_per_frame
-    attn = layout.frames * attention_core_macs(p, p, dim)
-    return GlobalLayerCost(str(spec), linear_macs(layout.num_tokens, dim), attn)
-
-
-@ROUTE_COSTS.register("mean")
-def _mean_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    t = layout.num_tokens
-    if spec.params.get("scope", "global") == "per_frame":
-        return GlobalLayerCost(
-            str(spec), linear_macs(t, dim), attention_core_macs(t, layout.frames, dim)
-        )
-    rows = t if spec.params.get("include_special") else layout.frames * layout.num_patches
-    # v projection of the averaged rows, proj once, MLP on every token
-    return GlobalLayerCost(str(spec), rows * dim * dim + dim * dim + 8 * t * dim * dim, 0)
-
-
-@ROUTE_COSTS.register("skip")
-def _skip_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    mlp = 8 * layout.num_tokens * dim * dim if spec.params.get("part") == "attention" else 0
-    return GlobalLayerCost(str(spec), mlp, 0)
-
-
-@ROUTE_COSTS.register("sga")
-def _sga_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    from avggt_bench.attention.sga import SGAOptions, kept_set
-
-    opts = SGAOptions.from_params(spec.params)
-    ks = kept_set(layout, opts)
-    t = layout.num_tokens
-    if ks.num_kept == t and ks.num_dropped == 0:
-        return GlobalLayerCost(str(spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
-    columns = 0
-    if opts.mean and ks.mean_mask.any():
-        columns = int(ks.mean_mask.any(1).sum()) if opts.mean_scope == "per_frame" else 1
-    extra = (2 * t * dim if opts.diag else 0) + (
-        2 * int(ks.mean_mask.sum()) * dim if columns else 0
-    )
-    return GlobalLayerCost(
-        str(spec),
-        linear_macs(t, dim),
-        attention_core_macs(t, ks.num_kept + columns, dim),
-        extra,
-        {"kept": ks.num_kept, "dropped": ks.num_dropped, "mean_columns": columns},
-    )
-
-
-@ROUTE_COSTS.register("merge")
-def _merge_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    from avggt_bench.attention.fastvggt import MergeOptions, reduced_length
-
-    n = reduced_length(layout, MergeOptions.from_params(spec.params))
-    t, length = layout.num_tokens, n["length"]
-    return GlobalLayerCost(
-        str(spec),
-        3 * t * dim * dim + length * dim * dim + 8 * t * dim * dim,  # qkv, proj on L, MLP
-        attention_core_macs(length, length, dim),
-        n["src"] * n["matched_dst"] * dim,  # the bf16 matching
-        n,
-    )
-
-
-@ROUTE_COSTS.register("block_sparse")
-def _block_sparse_cost(
-    spec: RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
-) -> GlobalLayerCost:
-    from avggt_bench.attention.block_sparse import BlockSparseOptions, geometry
-
-    opts = BlockSparseOptions.from_params(spec.params)
-    geo = geometry(layout, opts, "cpu")
-    t = layout.num_tokens
-    if observed and "patch_sparsity" in observed:
-        sparsity, source = observed["patch_sparsity"], "realised"
-    else:  # before any forward: the cap rho bounds the sparsity from above
-        sparsity, source = (opts.rho or 0.0), "rho cap (upper bound)"
-    kept_patch_keys = (1.0 - sparsity) * geo.k_patch_blocks * opts.k_block
-    sink_keys = (geo.k_blocks - geo.k_patch_blocks) * opts.k_block  # block-granular
-    attn = attention_core_macs(geo.t_s, t, dim)  # special queries attend densely
-    attn += int(2 * geo.t_p * (kept_patch_keys + sink_keys) * dim)
-    scores = geo.q_blocks * geo.k_patch_blocks * dim
-    info = {"patch_sparsity": sparsity, "sparsity_source": source}
-    return GlobalLayerCost(str(spec), linear_macs(t, dim), attn, scores, info)
+__all__ = [
+    "GlobalLayerCost",
+    "ModelCost",
+    "attention_core_macs",
+    "conv_macs",
+    "global_layer_cost",
+    "linear_macs",
+    "model_cost",
+    "pi3_cost",
+    "vggt_cost",
+]
 
 
 def global_layer_cost(
     route: str | RouteSpec, layout: TokenLayout, dim: int, observed: dict | None = None
 ) -> GlobalLayerCost:
-    """MACs of one global layer; `observed` carries data-dependent facts of the last forward
-    (e.g. the realised block sparsity) for routes whose cost depends on the input."""
-    spec = parse_route(route)
-    if spec.name not in ROUTE_COSTS:
-        raise ConfigError(f"the cost model has no entry for route {spec.name!r}")
-    return ROUTE_COSTS.build(spec.name, spec, layout, dim, observed)
+    """MACs of one global layer: the route's own `cost`; `observed` carries data-dependent facts
+    of the last forward (e.g. a realised sparsity) for routes whose cost depends on the input."""
+    return build_route(route).cost(layout, dim, observed)
 
 
 def dino_macs(

@@ -24,7 +24,10 @@ from typing import Any
 from avggt_bench.machine import machine_identity, package_version
 from avggt_bench.paths import REPO_DIR
 
-SCHEMA_VERSION = 1
+# 2: a route's layer microbenchmark under `timings.layer_benchmarks[route]` and the per-layer facts
+# the report shows under `model.route_layers[i].columns` (1 had method-specific keys; the report's
+# ingest converts them)
+SCHEMA_VERSION = 2
 # partial: a protocol job where some scenes failed and at least one is ok; running: written at
 # the start, replaced at the end; crashed: the process died with the record still `running`
 STATUSES = ("ok", "partial", "error", "oom", "skipped", "crashed", "running")

@@ -194,6 +194,17 @@ def stopwatch(device: torch.device | None = None) -> Iterator[dict[str, float]]:
         box["s"] = time.perf_counter() - start
 
 
+def random_qkv(
+    tokens: int, heads: int, head_dim: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random q, k, v `[1, heads, tokens, head_dim]`: the inputs of a layer
+    microbenchmark (every route times the same tensors)."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    shape = (1, heads, tokens, head_dim)
+    q, k, v = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+    return q, k, v
+
+
 def time_repeats(
     fn: Callable[[], T],
     device: torch.device,

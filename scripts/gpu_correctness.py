@@ -6,7 +6,7 @@ Each check returns a row `{"check", "status" (ok|fail|skipped|error), "detail", 
   in tests/data (fp32, TF32 off; CUDA kernels reorder sums, so 1e-4 of the range is the bound where
   the CPU tests use 1e-5);
 - `sga[<kernel>,<dtype>]`: the SGA mixer on each log-sum-exp backend of the device against the
-  float64 reference (avggt_bench/attention/reference.py);
+  float64 reference (`sga_reference` in avggt_bench/attention/methods/avggt.py);
 - `block_sparse[<kernel>]`: the block-sparse executors against the float64 masked-dense reference on
   the same selection (FlexAttention on CUDA, under torch.compile).
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from avggt_bench.attention import block_sparse as bs
 from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.lse import BACKENDS, backend_env, select_backend
-from avggt_bench.attention.reference import sga_reference
+from avggt_bench.attention.methods import block_sparse as bs
+from avggt_bench.attention.methods.avggt import sga_reference
 from avggt_bench.attention.sga import SGAMixer, SGAOptions
 from avggt_bench.errors import ConfigError
 from avggt_bench.testing.weights import fill_recipe_weights

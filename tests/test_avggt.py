@@ -6,13 +6,13 @@ import itertools
 import pytest
 import torch
 
-from avggt_bench.attention.avggt import MeanMixer, MeanRoute
 from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.config import resolve_attention, resolve_routes
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.lse import BACKENDS, attn_lse
-from avggt_bench.attention.reference import sga_reference, softmax_attention
-from avggt_bench.attention.routes import build_route, parse_route
+from avggt_bench.attention.methods.avggt import sga_reference
+from avggt_bench.attention.methods.g2f import MeanMixer, MeanRoute
+from avggt_bench.attention.routes import build_route, parse_route, softmax_attention
 from avggt_bench.attention.sga import SGAMixer, SGAOptions, build_kept_set
 from avggt_bench.errors import ConfigError
 from avggt_bench.flops import vggt_cost

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from avggt_bench.attention.base import AttentionContext
-from avggt_bench.attention.block_sparse import (
+from avggt_bench.attention.config import resolve_routes
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.methods.block_sparse import (
     BlockSparseMixer,
     BlockSparseOptions,
     block_mask,
@@ -19,19 +21,17 @@ from avggt_bench.attention.block_sparse import (
     pool_blocks,
     select_blocks,
 )
-from avggt_bench.attention.config import resolve_routes
-from avggt_bench.attention.fastvggt import (
+from avggt_bench.attention.methods.fastvggt import (
     MergeOptions,
     _cell_draws,
     match,
+    merge_reference,
     partition,
     reduce_tokens,
     reduced_length,
     restore_tokens,
 )
-from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.reference import merge_reference, softmax_attention
-from avggt_bench.attention.routes import build_route, parse_route
+from avggt_bench.attention.routes import build_route, parse_route, softmax_attention
 from avggt_bench.errors import ConfigError
 from avggt_bench.flops import vggt_cost
 from avggt_bench.models import build_model

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avggt_bench.attention import block_sparse as bs
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.lse import (
     BACKENDS,
@@ -17,7 +16,8 @@ from avggt_bench.attention.lse import (
     choose_backend,
     select_backend,
 )
-from avggt_bench.attention.reference import softmax_attention
+from avggt_bench.attention.methods import block_sparse as bs
+from avggt_bench.attention.routes import softmax_attention
 from avggt_bench.errors import ConfigError
 
 # --- block-sparse: FlexAttention vs the gathered kernel ----------------------------------------

@@ -16,8 +16,11 @@ import pytest
 from avggt_bench import report
 from avggt_bench.paths import REPO_DIR
 from avggt_bench.records import SCHEMA_VERSION
+from avggt_bench.report import ingest
 from avggt_bench.report.flags import SHARE_RANGE, SPREAD_LIMIT, add_flags
+from avggt_bench.report.rows import flatten
 from avggt_bench.report.speedups import add_reference
+from avggt_bench.report.tables import summary_table
 
 MACHINE = "cpu-test-cpu-2c-2t"
 
@@ -345,7 +348,7 @@ def test_a_wrong_published_mapping_stops_with_the_row_named():
     from avggt_bench.report.published import _cost_model_speedup
 
     assert _cost_model_speedup("vggt", "avggt_9", 800) == pytest.approx(9.2, rel=0.01)
-    with pytest.raises(ConfigError, match=r"published row .*no_such_preset.*VARIANTS"):
+    with pytest.raises(ConfigError, match=r"published row .*no_such_preset.*published_variants"):
         _cost_model_speedup("vggt", "no_such_preset", 800)
 
 
@@ -354,3 +357,28 @@ def test_importing_the_report_leaves_matplotlib_unloaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_DIR)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_schema_1_route_columns_are_converted_in_one_place():
+    """Committed schema-1 records keep their method-specific columns under the routes' labels."""
+    folders = sorted((REPO_DIR / "results" / "reference").glob("*/records"))
+    paths = [p for f in folders for p in sorted(f.glob("*.json"))]
+    old = [(p, json.loads(p.read_text())) for p in paths]
+    old = [(p, r) for p, r in old if r.get("schema_version") == 1]
+    sga = [(p, r) for p, r in old if "sga_layer" in (r.get("timings") or {})]
+    sparse = [(p, r) for p, r in old if "block_sparse_layer" in (r.get("timings") or {})]
+    if not (sga and sparse):
+        pytest.skip("no committed schema-1 records with layer microbenchmarks")
+    df, notes = report.load_table([sga[0][0].parent])
+    assert {n["reason"] for n in notes if n["action"] == "converted"} == {"schema 1 -> 2"}
+    for path, rec in (sga[0], sparse[0]):
+        row = flatten(ingest.upgrade_v1(rec))
+        if path == sga[0][0]:
+            assert row["route: SGA layer / kernel"] == rec["timings"]["sga_layer"]["overhead_ratio"]
+        else:
+            bench = rec["timings"]["block_sparse_layer"]
+            ratio = bench["dense_same_kernel_s"] / bench["dense_sdpa_s"]
+            assert row["route: gather kernel dense / SDPA"] == pytest.approx(ratio)
+            layers = rec["model"]["route_layers"]
+            assert row["route: block sparsity"] == pytest.approx(layers[0]["sparsity"])
+    assert "SGA layer / kernel" in summary_table(df).columns

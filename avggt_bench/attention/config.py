@@ -8,7 +8,8 @@ validated (length, known route names) and stored in the record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -88,7 +89,23 @@ def as_attention_config(attention: str | Mapping | DictConfig | None) -> dict[st
     cfg.setdefault("name", cfg.get("method", "custom"))
     cfg.setdefault("method", "dense")
     cfg.setdefault("overrides", [])
+    load_plugins(cfg.get("plugins"))
     return cfg
+
+
+def load_plugins(modules: Iterable[str] | str | None) -> None:
+    """Import the modules an attention config names under `plugins` (routes and methods defined
+    outside the package register themselves on import); an import is done once per process."""
+    if not modules:
+        return
+    for name in [modules] if isinstance(modules, str) else modules:
+        try:
+            importlib.import_module(str(name))
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"attention.plugins names {name!r}, which cannot be imported ({exc}); give an "
+                "importable module path (on PYTHONPATH or installed), e.g. my_methods.top_k"
+            ) from exc
 
 
 def parse_layers(spec: Any, num_layers: int) -> list[int]:

@@ -5,19 +5,27 @@ A route is data: the attention config resolves to one route string per global la
 a `RouteSpec`;
 `build_route` turns a spec into a `Route`, whose `run(block, x, pos, layout)` executes
 the global block on tokens `x` `[B, S*P, C]` laid out as `layout` describes.
+
+A route owns everything about itself: besides `run`, its analytic `cost` (the cost model sums the
+routes' answers), its exact slow `reference` (what the tests hold the fast path to), its layer
+`microbenchmark` and the per-layer facts it reports (`describe`, with `report_facts` naming the ones
+the report shows as columns). The job, the cost model and the report call these methods and never
+name a method. A new route is a subclass registered with `@ROUTES.register(name, description)`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from avggt_bench.attention.base import DenseMixer
+from avggt_bench.attention.base import AttentionContext, DenseMixer
+from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.errors import ConfigError
 from avggt_bench.registry import Registry
@@ -88,6 +96,8 @@ class Route:
     """Runs one global block. Subclasses change how tokens are mixed, never the weights."""
 
     name: str = "route"
+    # describe() key -> report column label: the facts the report shows (layer-weighted mean)
+    report_facts: ClassVar[dict[str, str]] = {}
 
     def __init__(self, spec: RouteSpec) -> None:
         self.spec = spec
@@ -97,9 +107,45 @@ class Route:
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def cost(
+        self, layout: TokenLayout, dim: int, observed: dict[str, Any] | None = None
+    ) -> GlobalLayerCost:
+        """MACs of one global layer of width `dim` under this route; `observed` holds the facts of
+        the last forward (`describe`) for routes whose cost depends on the input."""
+        raise ConfigError(
+            f"route {self.spec.name!r} ({type(self).__name__}) has no cost model: define its "
+            "cost(layout, dim, observed) method"
+        )
+
+    def reference(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ctx: AttentionContext
+    ) -> torch.Tensor:
+        """The attended values `[B, H, T, d]` by explicit, slow, exact computation (run it in
+        float64): what the tests hold the fast path to. Routes that mix no tokens have none."""
+        raise NotImplementedError(f"route {self.spec.name!r} has no exact reference")
+
+    def microbenchmark(
+        self,
+        layout: TokenLayout,
+        heads: int,
+        head_dim: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        warmup: int = 1,
+        repeats: int = 3,
+    ) -> dict[str, Any] | None:
+        """Timings of this route's layer on seeded random q/k/v, or None when there is nothing
+        to time beyond the dense kernel. A `columns` entry ({label: value}) is what the report
+        shows."""
+        return None
+
     def describe(self, layout: TokenLayout) -> dict[str, Any]:
         """Per-layer facts for the record (e.g. kept keys); empty for dense routes."""
         return {}
+
+    def report_columns(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """The facts the report shows, under their column labels (`report_facts`)."""
+        return {label: facts[key] for key, label in self.report_facts.items() if key in facts}
 
     def __str__(self) -> str:
         return str(self.spec)
@@ -126,6 +172,21 @@ class GlobalRoute(Route):
     ) -> torch.Tensor:
         return block(x, pos, layout, self.mixer)
 
+    def cost(
+        self, layout: TokenLayout, dim: int, observed: dict[str, Any] | None = None
+    ) -> GlobalLayerCost:
+        t = layout.num_tokens
+        return GlobalLayerCost(str(self.spec), linear_macs(t, dim), attention_core_macs(t, t, dim))
+
+    def reference(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
+        return softmax_attention(q, k, v)
+
+
+def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Explicit softmax(q kᵀ / sqrt(d)) v over all keys."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    return torch.softmax(scores, dim=-1) @ v
+
 
 def build_route(spec: str | RouteSpec, policy: str = "default") -> Route:
     """Build the Route for one layer; `policy` is the model's dense SDPA backend policy."""
@@ -145,11 +206,35 @@ def route_table(routes: list[Route], layout: TokenLayout) -> list[dict[str, Any]
         if table and table[-1]["route"] == name:
             table[-1]["last"] = g
             continue
-        table.append({"first": g, "last": g, "route": name, **route.describe(layout)})
+        facts = route.describe(layout)
+        columns = route.report_columns(facts)
+        row = {"first": g, "last": g, "route": name, **facts}
+        table.append({**row, "columns": columns} if columns else row)
     for row in table:
         first, last = row.pop("first"), row.pop("last")
         row["layers"] = str(first) if first == last else f"{first}-{last}"
     return [{"layers": r.pop("layers"), **r} for r in table]
+
+
+def layer_benchmarks(
+    routes: list[Route],
+    layout: TokenLayout,
+    heads: int,
+    head_dim: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> dict[str, dict[str, Any]]:
+    """Each distinct route's layer microbenchmark, keyed by route string (routes with nothing to
+    time beyond the dense kernel are left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        name = str(route)
+        if name in out:
+            continue
+        result = route.microbenchmark(layout, heads, head_dim, device, dtype)
+        if result is not None:
+            out[name] = result
+    return out
 
 
 def is_dense(routes: list[Route]) -> bool:

@@ -22,8 +22,8 @@ log = logging.getLogger("avggt_bench.job")
 
 
 def resolve_job_precision(cfg: DictConfig, device: torch.device) -> str:
-    """`resolve_precision` with the attention preset (a preset such as FastVGGT's carries its
-    release precision policy)."""
+    """`resolve_precision` with the attention preset (a preset may carry the precision policy
+    of its method's release)."""
     return resolve_precision(cfg.get("precision"), device, attention=cfg.attention)
 
 

@@ -8,15 +8,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from avggt_bench.attention.avggt import SGARoute
-from avggt_bench.attention.block_sparse import BlockSparseRoute
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import route_table
+from avggt_bench.attention.routes import layer_benchmarks, route_table
 from avggt_bench.flops import model_cost
 from avggt_bench.job.resume import requested_views
 from avggt_bench.job.units import Stages, build, forward_fn, parent_fidelity, timed_forward
 from avggt_bench.machine import LoadMeter
-from avggt_bench.microbench import block_sparse_kernels, sga_overhead
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
 from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
 from avggt_bench.records import Record
@@ -95,9 +92,6 @@ def run_scene_job(
         attn = model.global_block(0).attn
         dtype = PRECISIONS.get(precision, images.dtype)
         shape = (layout, attn.num_heads, attn.head_dim, device, dtype)
-        sga = next((r for r in model.routes if isinstance(r, SGARoute)), None)
-        if sga is not None and sga.describe(layout)["path"] == "sga":
-            record.timings["sga_layer"] = sga_overhead(sga, *shape)
-        sparse = next((r for r in model.routes if isinstance(r, BlockSparseRoute)), None)
-        if sparse is not None:
-            record.timings["block_sparse_layer"] = block_sparse_kernels(sparse, *shape)
+        benchmarks = layer_benchmarks(model.routes, *shape)
+        if benchmarks:  # keyed by route string; each route says what it timed
+            record.timings["layer_benchmarks"] = benchmarks

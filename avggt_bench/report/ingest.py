@@ -21,10 +21,44 @@ import pandas as pd
 from avggt_bench.records import SCHEMA_VERSION
 from avggt_bench.report.rows import flatten
 
-# schema version -> function upgrading a record dict to the current schema. Versions up to the
-# current one are read as they are: `rows.flatten` falls back to the first layout's fields.
-CONVERTERS: dict[int, Any] = {}
 READABLE = range(1, SCHEMA_VERSION + 1)
+
+# Schema 1 stored two layer microbenchmarks and two reported per-layer facts under keys named for
+# their methods. This is the one place that knows them: old timings key -> (numerator,
+# denominator or None, report column), and per-layer fact -> report column. Schema 2 stores both
+# generically (`timings.layer_benchmarks[route].columns`, `model.route_layers[i].columns`).
+V1_BENCHMARKS = {
+    "sga_layer": ("overhead_ratio", None, "SGA layer / kernel"),
+    "block_sparse_layer": ("dense_same_kernel_s", "dense_sdpa_s", "gather kernel dense / SDPA"),
+}
+V1_FACTS = {"sparsity": "block sparsity", "keep_ratio": "kept tokens (merge)"}
+
+
+def upgrade_v1(rec: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record in the schema-2 layout (a copy; the other fields as they were)."""
+    rec = json.loads(json.dumps(rec))
+    timings = rec.get("timings") or {}
+    benchmarks = {}
+    for key, (num, den, label) in V1_BENCHMARKS.items():
+        bench = timings.pop(key, None)
+        if not isinstance(bench, dict):
+            continue
+        value = bench.get(num)
+        if den is not None:
+            value = value / bench[den] if value and bench.get(den) else None
+        benchmarks[str(bench.get("route", key))] = {**bench, "columns": {label: value}}
+    if benchmarks:
+        timings["layer_benchmarks"] = benchmarks
+    for row in (rec.get("model") or {}).get("route_layers") or []:
+        columns = {label: row[fact] for fact, label in V1_FACTS.items() if fact in row}
+        if columns:
+            row["columns"] = columns
+    rec["schema_version"] = SCHEMA_VERSION
+    return rec
+
+
+# schema version -> function upgrading a record dict to the current schema
+CONVERTERS: dict[int, Any] = {1: upgrade_v1}
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +86,11 @@ def _read(path: Path, notes: list[dict[str, str]]) -> dict[str, Any] | None:
         notes.append(note(path, "ignored", "not a job record"))
         return None
     version = rec.get("schema_version")
-    if version in READABLE:
-        return rec
     if version in CONVERTERS:
         notes.append(note(path, "converted", f"schema {version} -> {SCHEMA_VERSION}"))
         return CONVERTERS[version](rec)
+    if version in READABLE:
+        return rec
     why = "newer" if isinstance(version, int) and version > SCHEMA_VERSION else "older"
     notes.append(note(path, "ignored", f"schema version {version} ({why}, no converter)"))
     return None

@@ -13,7 +13,7 @@ differs between the settings.
 
 from __future__ import annotations
 
-import re
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -23,37 +23,19 @@ from avggt_bench.paths import PACKAGE_DIR, REPO_DIR
 SOURCE = PACKAGE_DIR / "resources" / "published_results.csv"
 BUILT = REPO_DIR / "results" / "published.csv"
 
-# published model name -> (family, our attention preset)
-VARIANTS = {
-    "VGGT": ("vggt", "dense"),
-    "VGGT*": ("vggt", "dense"),
-    "π³": ("pi3", "dense"),
-    "FastVGGT": ("vggt", "fastvggt"),
-    "VGGT(G2F)": ("vggt", "g2f"),
-    "VGGT(G2M)": ("vggt", "g2m"),
-    "AVGGT(2)⁻": ("vggt", "avggt_2_minus"),
-    "VGGT-S25": ("vggt", "bsa_s25"),
-    "VGGT-S50": ("vggt", "bsa_s50"),
-    "VGGT-S75": ("vggt", "bsa_s75"),
-    "FasterVGGT-25": ("vggt", "bsa_s25"),
-    "FasterVGGT-75": ("vggt", "bsa_s75"),
-    "π³-S25": ("pi3", "bsa_s25"),
-    "π³-S50": ("pi3", "bsa_s50"),
-    "π³-S75": ("pi3", "bsa_s75"),
-}
+# published model name -> (family, our attention preset): data, one row per published name
+VARIANTS_FILE = PACKAGE_DIR / "resources" / "published_variants.csv"
 COMPARED_METRICS = ("speedup", "time_s", "peak_mem_gb")
 
 
+def variants(path: Path = VARIANTS_FILE) -> dict[str, tuple[str, str]]:
+    """Published model name -> (family, our attention preset), from `published_variants.csv`."""
+    with path.open(newline="", encoding="utf-8") as f:
+        return {r["published_model"]: (r["family"], r["preset"]) for r in csv.DictReader(f)}
+
+
 def map_variant(model: str) -> tuple[str | None, str | None]:
-    if model in VARIANTS:
-        return VARIANTS[model]
-    m = re.fullmatch(r"AVGGT\((\d)\)", model)
-    if m:
-        return "vggt", f"avggt_{m.group(1)}"
-    m = re.fullmatch(r"Aπ³\((\d)\)", model)
-    if m:
-        return "pi3", f"api3_{m.group(1)}"
-    return None, None
+    return variants().get(model, (None, None))
 
 
 def build(source: Path = SOURCE, out: Path = BUILT) -> pd.DataFrame:
@@ -73,9 +55,9 @@ def load(path: Path = BUILT) -> pd.DataFrame:
 def _cost_model_speedup(family: str, variant: str, frames: int) -> float:
     """The cost model's MAC ratio dense / variant for the full-size model at 518x392.
 
-    A published row maps onto one of our presets through `VARIANTS` (or the AVGGT(σ) / Aπ³(σ)
-    names); a preset that does not resolve for its family is a mistake in that mapping, so it
-    stops the report with the row named instead of leaving a blank cell."""
+    A published row maps onto one of our presets through `published_variants.csv`; a preset
+    that does not resolve for its family is a mistake in that mapping, so it stops the report
+    with the row named instead of leaving a blank cell."""
     from avggt_bench.attention.config import resolve_routes
     from avggt_bench.errors import ConfigError
     from avggt_bench.flops import pi3_cost, vggt_cost
@@ -94,7 +76,7 @@ def _cost_model_speedup(family: str, variant: str, frames: int) -> float:
     except ConfigError as exc:
         raise ConfigError(
             f"published row ({family}, {variant!r}, {frames} frames): {exc}. Fix the mapping in "
-            "avggt_bench/report/published.py VARIANTS or the family/variant columns of "
+            "avggt_bench/resources/published_variants.csv or the family/variant columns of "
             "results/published.csv (rebuild it: python -m avggt_bench.report.published)"
         ) from exc
     return dense / fast.total

@@ -16,6 +16,7 @@ from typing import Any
 # neither label a row nor keep two records of the same measurement apart.
 NOT_MEASURED = ("record.", "paths.", "logger.", "hydra.")
 NOT_MEASURED_LEAVES = {"resume", "num_views"}  # num_views is a column of its own
+ROUTE_COLUMN = "route: "  # prefix of the columns a route names (its facts and microbenchmark)
 
 
 def machine_slug(rec: dict[str, Any]) -> str | None:
@@ -183,14 +184,7 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
         "is_dense": model.get("is_dense", all(r == "global" for r in model.get("routes", ["?"]))),
         "memory_lean": model.get("memory_lean"),
         "macs": macs,
-        "sga_overhead_ratio": (rec.get("timings") or {}).get("sga_layer", {}).get("overhead_ratio"),
-        "sparsity": _mean_route_value(model, "sparsity"),
-        "keep_ratio": _mean_route_value(model, "keep_ratio"),
-        "bs_kernel_dense_vs_sdpa": _ratio(
-            (rec.get("timings") or {}).get("block_sparse_layer", {}),
-            "dense_same_kernel_s",
-            "dense_sdpa_s",
-        ),
+        **route_columns(rec),
         **{f"fid_{k}": v for k, v in (rec.get("metrics") or {}).get("fidelity", {}).items()},
         **_accuracy_columns(rec.get("metrics") or {}),
         "overrides": " ".join(job.get("overrides") or []),
@@ -227,18 +221,25 @@ def _variant(attention: str | None, model: dict[str, Any]) -> str | None:
     return "dense (VGGT*)" if model.get("memory_lean", True) else "dense (all layers)"
 
 
-def _mean_route_value(model: dict[str, Any], key: str) -> float | None:
-    """Layer-weighted mean of a per-route fact (realised sparsity, kept-token ratio)."""
-    total, count = 0.0, 0
-    for row in model.get("route_layers", []):
-        if row.get(key) is None:
-            continue
+def route_columns(rec: dict[str, Any]) -> dict[str, Any]:
+    """The columns the routes name themselves, each as `ROUTE_COLUMN + label`: per-layer facts
+    (`model.route_layers[i].columns`) as a layer-weighted mean, layer microbenchmark results
+    (`timings.layer_benchmarks[route].columns`) as the mean over the routes that report them."""
+    sums: dict[str, list[float]] = {}
+    for row in (rec.get("model") or {}).get("route_layers") or []:
         first, _, last = str(row["layers"]).partition("-")
         n = int(last or first) - int(first) + 1
-        total += row[key] * n
-        count += n
-    return total / count if count else None
-
-
-def _ratio(d: dict[str, Any], num: str, den: str) -> float | None:
-    return d[num] / d[den] if d.get(num) and d.get(den) else None
+        for label, value in (row.get("columns") or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total = sums.setdefault(label, [0.0, 0])
+                total[0] += value * n
+                total[1] += n
+    out = {ROUTE_COLUMN + label: s / n for label, (s, n) in sums.items()}
+    benches = ((rec.get("timings") or {}).get("layer_benchmarks") or {}).values()
+    values: dict[str, list[float]] = {}
+    for bench in benches:
+        for label, value in (bench.get("columns") or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values.setdefault(label, []).append(value)
+    out.update({ROUTE_COLUMN + label: sum(v) / len(v) for label, v in values.items()})
+    return out

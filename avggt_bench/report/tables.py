@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from avggt_bench.report.ingest import find_records, load_table
-from avggt_bench.report.rows import _variant, flatten
+from avggt_bench.report.rows import ROUTE_COLUMN, _variant, flatten
 from avggt_bench.report.speedups import add_speedups, speedup_cell
 
 __all__ = [
@@ -46,10 +46,7 @@ SUMMARY_COLUMNS = {
     "speedup": "speedup (measured)",
     "predicted_speedup": "speedup (cost model)",
     "speedup_efficiency": "measured / predicted",
-    "sga_overhead_ratio": "SGA layer / kernel",
-    "sparsity": "block sparsity",
-    "keep_ratio": "kept tokens (merge)",
-    "bs_kernel_dense_vs_sdpa": "gather kernel dense / SDPA",
+    ROUTE_COLUMN: "",  # the columns the routes name themselves, in order of appearance
     "fid_pose_auc@30": "fidelity AUC@30",
     "fid_depth_rel_diff_median": "fidelity depth rel diff",
     "time_vs_reference": "time / reference",
@@ -58,9 +55,16 @@ SUMMARY_COLUMNS = {
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Every reported column under its reader's name (the LaTeX table)."""
-    cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
-    return df[cols].rename(columns=SUMMARY_COLUMNS)
+    """Every reported column under its reader's name (the LaTeX table); a route's own columns
+    (`route: <label>`) appear under their label."""
+    cols: list[str] = []
+    for key in SUMMARY_COLUMNS:
+        if key == ROUTE_COLUMN:
+            cols += [c for c in df.columns if str(c).startswith(ROUTE_COLUMN)]
+        elif key in df.columns:
+            cols.append(key)
+    names = {c: SUMMARY_COLUMNS.get(c) or c.removeprefix(ROUTE_COLUMN) for c in cols}
+    return df[cols].rename(columns=names)
 
 
 def _time_cell(row: pd.Series) -> str:

@@ -21,21 +21,25 @@ included; each quirk has a switch, off by default, that fixes it (`fastvggt_clea
 * `single_frame_guard`: a single-frame input has no sources but still gets the protected tokens
   appended, so it differs from dense (fix: it runs dense);
 * `per_batch_plan`: batch element 0's plan is applied to every batch element (fix: one plan each).
+
+One file of about 430 lines: partition, matching, merge/unmerge, the route and its loop reference
+are read together against the release's merging code.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from avggt_bench.attention.base import DenseMixer
+from avggt_bench.attention.base import AttentionContext, DenseMixer
+from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec
+from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, softmax_attention
 from avggt_bench.errors import ConfigError
 
 MATCH_CHUNK = 5000  # source rows per similarity chunk, as the official code
@@ -263,6 +267,7 @@ class MergeRoute(Route):
     reduced rows (as the official code does) before the copy-unmerge."""
 
     name = "merge"
+    report_facts: ClassVar[dict[str, str]] = {"keep_ratio": "kept tokens (merge)"}
 
     def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
         super().__init__(spec)
@@ -312,6 +317,85 @@ class MergeRoute(Route):
 
     def describe(self, layout: TokenLayout) -> dict[str, Any]:
         return dict(self.last)
+
+    def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
+        n = reduced_length(layout, self.options)
+        t, length = layout.num_tokens, n["length"]
+        return GlobalLayerCost(
+            str(self.spec),
+            3 * t * dim * dim + length * dim * dim + 8 * t * dim * dim,  # qkv, proj on L, MLP
+            attention_core_macs(length, length, dim),
+            n["src"] * n["matched_dst"] * dim,  # the bf16 matching
+            n,
+        )
+
+    def reference(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
+        """Merge, attention and unmerge of batch element 0 by explicit loops (`merge_reference`);
+        needs the block's LN1 output `ctx.x` (the similarity metric)."""
+        layout, x = ctx.layout, ctx.x[0]
+        part = partition(layout, self.options, x, x.device)
+        per_frame = layout.tokens_per_frame
+        dst = torch.nonzero(part.dst).squeeze(1).tolist()
+        slots = [{t for t in dst if t // per_frame == f} for f in range(layout.frames)]
+        protected = torch.nonzero(part.protected).squeeze(1).tolist()
+        ratio = self.options.merge_ratio
+        return merge_reference(x, q[0], k[0], v[0], slots, protected, ratio)[None]
+
+
+def merge_reference(
+    x: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dst_slots: list[set[int]],
+    protected: list[int],
+    merge_ratio: float,
+) -> torch.Tensor:
+    """FastVGGT merge -> attention -> unmerge with explicit per-token loops (one scene).
+
+    `x` `[T, C]` is the similarity metric, q/k/v `[H, T, d]`; `dst_slots[f]` the dst token indices
+    of frame f; `protected` the protected token indices. Returns `[H, T, d]`, before `proj`.
+    """
+    tokens = x.shape[0]
+    dst = sorted(set().union(*dst_slots))
+    src = [t for t in range(tokens) if t not in set(dst)]
+    unit = [x[t] / x[t].norm() for t in range(tokens)]
+    best, arg = {}, {}
+    for s_tok in src:
+        # a bf16 matmul: exact products of the bf16 inputs summed in fp32, the sum rounded to
+        # bf16 (its output dtype); the rounding makes ties, which go to the lowest dst position
+        sims = [
+            float((unit[s_tok].bfloat16().float() @ unit[d].bfloat16().float()).bfloat16())
+            for d in dst
+        ]
+        top = max(range(len(dst)), key=lambda i: (sims[i], -i))
+        best[s_tok], arg[s_tok] = sims[top], top
+    order = sorted(src, key=lambda s_tok: (-best[s_tok], s_tok))
+    r = min(int(tokens * merge_ratio), len(src))
+    valid = [s_tok for s_tok in order if s_tok not in set(protected)]
+    merged, unmerged = valid[:r], valid[r:]
+    groups = {i: [dst[i]] for i in range(len(dst))}
+    for s_tok in merged:
+        groups[arg[s_tok]].append(s_tok)
+
+    def reduce(y):
+        rows = [y[:, t] for t in unmerged]
+        rows += [torch.stack([y[:, t] for t in groups[i]]).mean(0) for i in range(len(dst))]
+        rows += [y[:, t] for t in sorted(protected)]
+        return torch.stack(rows, dim=1)
+
+    out_red = softmax_attention(reduce(q), reduce(k), reduce(v))
+    out = torch.empty_like(q)
+    n_u, n_d = len(unmerged), len(dst)
+    for i, t in enumerate(dst):
+        out[:, t] = out_red[:, n_u + i]
+    for i, t in enumerate(unmerged):
+        out[:, t] = out_red[:, i]
+    for s_tok in merged:
+        out[:, s_tok] = out_red[:, n_u + arg[s_tok]]
+    for i, t in enumerate(sorted(protected)):
+        out[:, t] = out_red[:, n_u + n_d + i]
+    return out
 
 
 def reduced_length(layout: TokenLayout, opts: MergeOptions) -> dict[str, int]:

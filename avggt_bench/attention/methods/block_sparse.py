@@ -11,23 +11,26 @@ released one (sparse-vggt `src/sparse_vggt/models/attention.py` `predict_attenti
 deviations are named switches (`pad_patch_keys`, `score_fp32`, `min_blocks=0`). Execution runs on a
 portable kernel with the same mask semantics: `gather` (exact softmax over the gathered blocks;
 CPU default and reference), `flex` (FlexAttention block masks, CUDA) or `masked_dense` (token-level
-mask; tests only).
+mask; tests only). One file of about 460 lines: the selection, its executors and the route (cost,
+reference, microbenchmark) are read together against the release, function by function.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from avggt_bench.attention.base import AttentionContext
+from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import ROUTES, Route, RouteSpec
 from avggt_bench.errors import ConfigError
+from avggt_bench.timing import random_qkv, time_repeats
 
 KERNELS = ("auto", "gather", "flex", "masked_dense")
 GATHER_KEYS_PER_CHUNK = 1 << 22  # bounds the gathered K/V of one chunk (per batch x head)
@@ -365,6 +368,7 @@ class BlockSparseMixer:
 @ROUTES.register("block_sparse", "block-sparse global attention (FasterVGGT / Sparse-VGGT)")
 class BlockSparseRoute(Route):
     name = "block_sparse"
+    report_facts: ClassVar[dict[str, str]] = {"sparsity": "block sparsity"}
 
     def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
         super().__init__(spec)
@@ -376,6 +380,57 @@ class BlockSparseRoute(Route):
 
     def describe(self, layout: TokenLayout) -> dict[str, Any]:
         return dict(self.mixer.last)
+
+    def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
+        opts = self.options
+        geo = geometry(layout, opts, "cpu")
+        t = layout.num_tokens
+        if observed and "patch_sparsity" in observed:
+            sparsity, source = observed["patch_sparsity"], "realised"
+        else:  # before any forward: the cap rho bounds the sparsity from above
+            sparsity, source = (opts.rho or 0.0), "rho cap (upper bound)"
+        kept_patch_keys = (1.0 - sparsity) * geo.k_patch_blocks * opts.k_block
+        sink_keys = (geo.k_blocks - geo.k_patch_blocks) * opts.k_block  # block-granular
+        attn = attention_core_macs(geo.t_s, t, dim)  # special queries attend densely
+        attn += int(2 * geo.t_p * (kept_patch_keys + sink_keys) * dim)
+        scores = geo.q_blocks * geo.k_patch_blocks * dim
+        info = {"patch_sparsity": sparsity, "sparsity_source": source}
+        return GlobalLayerCost(str(self.spec), linear_macs(t, dim), attn, scores, info)
+
+    def reference(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
+        """The same block selection expanded to token resolution, one explicit softmax."""
+        mixer = BlockSparseMixer(replace(self.options, kernel="masked_dense"))
+        return mixer(q, k, v, ctx)
+
+    def microbenchmark(
+        self, layout, heads, head_dim, device, dtype, warmup: int = 1, repeats: int = 3
+    ) -> dict[str, Any] | None:
+        """One block-sparse layer three ways: the sparse selection through its kernel, every
+        block selected through the same kernel, and dense SDPA (the parent's kernel)."""
+        q, k, v = random_qkv(layout.num_tokens, heads, head_dim, device, dtype)
+        ctx = AttentionContext(layout=layout)
+        mixer = self.mixer
+        with torch.inference_mode():
+            _, sparse, _ = time_repeats(lambda: mixer(q, k, v, ctx), device, warmup, repeats)
+            realised = dict(mixer.last)
+            mixer.force_dense_blocks = True
+            try:
+                _, same, _ = time_repeats(lambda: mixer(q, k, v, ctx), device, warmup, repeats)
+            finally:
+                mixer.force_dense_blocks = False
+            _, dense, _ = time_repeats(lambda: sdpa(q, k, v), device, warmup, repeats)
+        return {
+            "route": str(self),
+            "tokens": layout.num_tokens,
+            "kernel": realised.get("kernel"),
+            "random_input_sparsity": realised.get("sparsity"),
+            "sparse_s": sparse.median_s,
+            "dense_same_kernel_s": same.median_s,
+            "dense_sdpa_s": dense.median_s,
+            "sparsity_speedup": same.median_s / sparse.median_s,
+            "end_to_end_speedup": dense.median_s / sparse.median_s,
+            "columns": {"gather kernel dense / SDPA": same.median_s / dense.median_s},
+        }
 
 
 # (rho, tau) per model family: the published settings closest to each sparsity label

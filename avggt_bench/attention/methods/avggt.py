@@ -1,20 +1,21 @@
-"""AVGGT's routes and method: global-to-frame (G2F), G2M, skip and subsampled global attention.
+"""AVGGT's subsampled global attention route and its method.
 
-Routes: `frame` runs the global block on each frame alone; `mean` (G2M) gives every
-query the mean value; `skip` bypasses the block (or only its attention); `sga(...)` is subsampled
-global attention with diagonal and mean-fill. The `avggt` method turns `t_early`, σ and the switches
-of `conf/attention/avggt.yaml` into one route string per global layer.
+Route `sga(...)` is subsampled global attention with diagonal and mean-fill; the early-layer
+routes `frame` (G2F), `mean` (G2M) and `skip` are in methods/g2f.py. The `avggt` method turns
+`t_early`, σ and the switches of `conf/attention/avggt.yaml` into one route string per global
+layer.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from avggt_bench.attention.base import AttentionContext, DenseMixer
+from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.config import (
     BARE_ROUTES,
     METHODS,
@@ -22,113 +23,16 @@ from avggt_bench.attention.config import (
     SWITCH_RESOLVERS,
     parse_layers,
 )
+from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
+from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec
-from avggt_bench.attention.sga import SGAMixer, SGAOptions, kept_set
+from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, softmax_attention
+from avggt_bench.attention.sga import SGAMixer, SGAOptions, build_kept_set, kept_set
 from avggt_bench.errors import ConfigError
+from avggt_bench.timing import random_qkv, time_repeats
 
 T_EARLY = {"vggt": 9, "pi3": 10}  # the AVGGT paper's values
 KEEP_FIRST_FRAME = {"vggt": True, "pi3": False}  # π³ has no reference frame
-
-
-def _check_params(spec: RouteSpec, allowed: Mapping[str, tuple]) -> dict[str, Any]:
-    out = {}
-    for key, value in spec.params.items():
-        if key not in allowed:
-            raise ConfigError(
-                f"route {spec}: unknown parameter {key!r}; valid: {', '.join(allowed) or 'none'}"
-            )
-        valid = allowed[key]
-        if valid and value not in valid:
-            raise ConfigError(f"route {spec}: {key}={value!r}; valid: {', '.join(map(str, valid))}")
-        out[key] = value
-    return out
-
-
-@ROUTES.register("frame", "G2F: the global block's weights run on each frame alone")
-class FrameRoute(Route):
-    name = "frame"
-
-    def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
-        _check_params(spec, {})
-        super().__init__(spec)
-        self.mixer = DenseMixer(policy)
-
-    def run(self, block: nn.Module, x, pos, layout: TokenLayout) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        per = layout.tokens_per_frame
-        out = block(
-            x.reshape(batch * layout.frames, per, dim),
-            pos.reshape(batch * layout.frames, per, 2),
-            layout.per_frame(),
-            self.mixer,
-        )
-        return out.reshape(batch, tokens, dim)
-
-
-class MeanMixer:
-    """G2M as a mixer: every query gets the mean value (global scope), or a softmax over one
-    mean key/value pair per frame (per-frame scope, post-RoPE mean keys)."""
-
-    def __init__(self, scope: str = "global", include_special: bool = False) -> None:
-        self.scope = scope
-        self.include_special = include_special
-
-    def __call__(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
-        layout = ctx.layout
-        batch, heads, tokens, d = v.shape
-        start = 0 if self.include_special else layout.num_special
-        v_f = v.view(batch, heads, layout.frames, layout.tokens_per_frame, d)[:, :, :, start:]
-        if self.scope == "global":
-            v_bar = v_f.sum((2, 3), dtype=torch.float32) / (v_f.shape[2] * v_f.shape[3])
-            return v_bar[:, :, None].to(v.dtype).expand(batch, heads, tokens, d)
-        k_f = k.view(batch, heads, layout.frames, layout.tokens_per_frame, d)[:, :, :, start:]
-        k_bar = k_f.mean(3, dtype=torch.float32).to(q.dtype)
-        v_bar = v_f.mean(3, dtype=torch.float32).to(v.dtype)
-        return torch.nn.functional.scaled_dot_product_attention(q, k_bar, v_bar)
-
-
-@ROUTES.register("mean", "G2M: every query receives the mean value (no query/key interaction)")
-class MeanRoute(Route):
-    name = "mean"
-
-    def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
-        params = _check_params(spec, {"scope": ("global", "per_frame"), "include_special": ()})
-        super().__init__(spec)
-        self.mixer = MeanMixer(
-            params.get("scope", "global"), bool(params.get("include_special", 0))
-        )
-
-    def run(self, block: nn.Module, x, pos, layout: TokenLayout) -> torch.Tensor:
-        if self.mixer.scope == "per_frame":
-            x = x + block.attention_branch(x, pos, layout, self.mixer)
-            return x + block.mlp_branch(x)
-        # One output row for every token: only v is projected, proj runs once (the cost model).
-        batch, _, dim = x.shape
-        a = block.norm1(x)
-        start = 0 if self.mixer.include_special else layout.num_special
-        a = a.view(batch, layout.frames, layout.tokens_per_frame, dim)[:, :, start:]
-        qkv = block.attn.qkv
-        v = nn.functional.linear(a, qkv.weight[2 * dim :], qkv.bias[2 * dim :])
-        v_bar = v.sum((1, 2), dtype=torch.float32) / (v.shape[1] * v.shape[2])
-        out = block.attn.proj(v_bar.to(v.dtype))[:, None]
-        x = x + (block.ls1(out) if block.ls1 is not None else out)
-        return x + block.mlp_branch(x)
-
-
-@ROUTES.register("skip", "the global block is bypassed (part=block) or only its attention")
-class SkipRoute(Route):
-    name = "skip"
-
-    def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
-        params = _check_params(spec, {"part": ("block", "attention")})
-        super().__init__(spec)
-        self.part = params.get("part", "block")
-
-    def run(self, block: nn.Module, x, pos, layout: TokenLayout) -> torch.Tensor:
-        if self.part == "block":
-            return x
-        return x + block.mlp_branch(x)
 
 
 @ROUTES.register("sga", "subsampled global attention with diagonal and mean-fill")
@@ -156,6 +60,112 @@ class SGARoute(Route):
             "path": "dense (nothing dropped)" if dense else "sga",
             "kernel": self.mixer.last_backend,
         }
+
+    def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
+        opts = self.options
+        ks = kept_set(layout, opts)
+        t = layout.num_tokens
+        if ks.num_kept == t and ks.num_dropped == 0:
+            return GlobalLayerCost(
+                str(self.spec), linear_macs(t, dim), attention_core_macs(t, t, dim)
+            )
+        columns = 0
+        if opts.mean and ks.mean_mask.any():
+            columns = int(ks.mean_mask.any(1).sum()) if opts.mean_scope == "per_frame" else 1
+        extra = (2 * t * dim if opts.diag else 0) + (
+            2 * int(ks.mean_mask.sum()) * dim if columns else 0
+        )
+        return GlobalLayerCost(
+            str(self.spec),
+            linear_macs(t, dim),
+            attention_core_macs(t, ks.num_kept + columns, dim),
+            extra,
+            {"kept": ks.num_kept, "dropped": ks.num_dropped, "mean_columns": columns},
+        )
+
+    def reference(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
+        return sga_reference(q, k, v, ctx.layout, self.options, ctx.k_unrotated)
+
+    def microbenchmark(
+        self, layout, heads, head_dim, device, dtype, warmup: int = 1, repeats: int = 3
+    ) -> dict[str, Any] | None:
+        """The SGA mixer (gather + fused kernel + means + diagonal + merge) against a plain fused
+        attention over the same, already gathered, kept K/V: the diagonal and mean-fill are meant
+        to be cheap, so the ratio should stay close to 1 (the target is at most 1.2)."""
+        if self.describe(layout)["path"] != "sga":
+            return None
+        q, k, v = random_qkv(layout.num_tokens, heads, head_dim, device, dtype)
+        ks = kept_set(layout, self.options, device)
+        k_kept, v_kept = k[:, :, ks.idx].contiguous(), v[:, :, ks.idx].contiguous()
+        ctx = AttentionContext(layout=layout, k_unrotated=k)
+        with torch.inference_mode():
+            _, sga, _ = time_repeats(lambda: self.mixer(q, k, v, ctx), device, warmup, repeats)
+            _, plain, _ = time_repeats(lambda: sdpa(q, k_kept, v_kept), device, warmup, repeats)
+        ratio = sga.median_s / plain.median_s
+        return {
+            "route": str(self),
+            "tokens": layout.num_tokens,
+            "kept": ks.num_kept,
+            "sga_s": sga.median_s,
+            "kernel_only_s": plain.median_s,
+            "overhead_ratio": ratio,
+            "kernel": self.mixer.last_backend,
+            "columns": {"SGA layer / kernel": ratio},
+        }
+
+
+def sga_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: TokenLayout,
+    opts: SGAOptions,
+    k_unrotated: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Enhanced SGA for q, k, v `[B, H, T, d]` by explicit per-query key lists (tests only).
+
+    For every query its key list is built explicitly: the kept set in index order, then the query
+    itself when its own key was dropped (diagonal), then the mean column(s), repeated |dropped|
+    times when the log-count bias is on; one plain softmax in the input dtype (use float64).
+    O(T·|kept|) memory.
+    """
+    sets = build_kept_set(layout, opts)
+    kept, dropped = sets.kept.tolist(), sets.dropped
+    tokens = q.shape[2]
+    if all(kept) and not dropped.any():
+        return softmax_attention(q, k, v)
+    per_frame = layout.tokens_per_frame
+    mean_mask = sets.mean_mask.reshape(-1)
+    mean_keys = k_unrotated if opts.mean_key_space == "pre_rope" else k
+    frames = range(layout.frames) if opts.mean_scope == "per_frame" else [None]
+    kept_idx = [t for t in range(tokens) if kept[t]]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    out = torch.empty_like(q)
+    for i in range(tokens):
+        keys, values = [k[:, :, kept_idx]], [v[:, :, kept_idx]]
+        if opts.diag and (not kept[i] or opts.diag_for_kept_queries):
+            keys.append(k[:, :, i : i + 1])
+            values.append(v[:, :, i : i + 1])
+        if opts.mean:
+            for f in frames:
+                members = [
+                    t
+                    for t in range(tokens)
+                    if mean_mask[t]
+                    and (f is None or t // per_frame == f)
+                    and not (opts.mean_exclude_self and t == i)
+                ]
+                if not members:
+                    continue
+                k_bar = mean_keys[:, :, members].mean(2, keepdim=True)
+                v_bar = v[:, :, members].mean(2, keepdim=True)
+                copies = len(members) if opts.mean_log_count_bias else 1
+                keys.append(k_bar.expand(-1, -1, copies, -1))
+                values.append(v_bar.expand(-1, -1, copies, -1))
+        key_list, value_list = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+        scores = (q[:, :, i : i + 1] @ key_list.transpose(-1, -2)) * scale
+        out[:, :, i : i + 1] = torch.softmax(scores, dim=-1) @ value_list
+    return out
 
 
 def _mean_columns(ks, opts: SGAOptions) -> int:

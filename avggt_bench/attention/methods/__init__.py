@@ -1,0 +1,1 @@
+"""One module per attention method: its routes, their costs, references and microbenchmarks."""
