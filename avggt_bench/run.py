@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 
 from avggt_bench.job import requested_views, run_job
 from avggt_bench.job.start import MARKER_ENV
-from avggt_bench.machine import register_resolver
 from avggt_bench.paths import config_dir
+from avggt_bench.records.machine import register_resolver
 from avggt_bench.typos import unknown_override_hint
 
 __all__ = ["main", "requested_views", "run_job"]

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
+from avggt_bench.job.parent import load_reference, reference_key, save_reference
 from avggt_bench.metrics.fidelity import Reference, fidelity
 from avggt_bench.models.vggt.pose_encoding import quat_to_mat
-from avggt_bench.parent import load_reference, reference_key, save_reference
 from avggt_bench.report import add_speedups, speedup_table
 
 

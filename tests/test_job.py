@@ -203,8 +203,8 @@ def test_pi3_job_with_api3_and_vggt_resolution(tmp_path):
 
 
 def test_resume_identity_covers_machine_threads_torch_and_package(tmp_path, monkeypatch):
-    from avggt_bench import machine
     from avggt_bench.job.resume import job_id
+    from avggt_bench.records import machine
 
     first = job_id(compose_job(tmp_path, "num_views=2"))
     assert job_id(compose_job(tmp_path, "num_views=2")).digest == first.digest  # stable
@@ -228,7 +228,7 @@ def test_resume_identity_covers_machine_threads_torch_and_package(tmp_path, monk
 
 
 def test_default_record_folder_is_per_machine_under_results_runs(tmp_path):
-    from avggt_bench.machine import machine_slug
+    from avggt_bench.records.machine import machine_slug
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"paths.root={tmp_path}", "threads=3"])

@@ -195,7 +195,7 @@ def test_wandb_offline_run_holds_the_per_scene_table(tmp_path, monkeypatch):
 
 def test_bench_plan_lists_every_sweep_job_and_what_is_already_recorded(tmp_path):
     from avggt_bench.bench import FULL, QUICK
-    from avggt_bench.bench_plan import make_plan, sweep_jobs
+    from avggt_bench.bench.plan import make_plan, sweep_jobs
 
     quick = sweep_jobs(QUICK["cpu"][0], [])
     views = sorted({int(o.split("=")[1]) for j in quick for o in j if o.startswith("num_views=")})

@@ -48,7 +48,7 @@ def test_cpu_peak_memory_is_reset_per_region():
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc")
 def test_load_meter_sees_another_process_using_the_cpu():
-    from avggt_bench.machine import LoadMeter
+    from avggt_bench.records.machine import LoadMeter
 
     meter = LoadMeter()
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])

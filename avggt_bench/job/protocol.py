@@ -30,7 +30,6 @@ from avggt_bench.job.units import (
     parent_fidelity,
     timed_forward,
 )
-from avggt_bench.machine import LoadMeter
 from avggt_bench.metrics.evaluate import (
     SceneResult,
     aggregate,
@@ -44,6 +43,7 @@ from avggt_bench.models.recipes import resolve_recipe
 from avggt_bench.precision import WEIGHT_PRECISIONS
 from avggt_bench.progress import progress
 from avggt_bench.records import Record
+from avggt_bench.records.machine import LoadMeter
 
 log = logging.getLogger("avggt_bench.job")
 RUN_FAILURES = ("error", "oom")  # scene statuses that make a job `partial`

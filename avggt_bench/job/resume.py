@@ -15,8 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.errors import ConfigError
-from avggt_bench.machine import machine_identity, package_version, register_resolver
 from avggt_bench.records import config_hash, matching_records, read_record
+from avggt_bench.records.machine import machine_identity, package_version, register_resolver
 
 PLAIN_LOADER_VIEWS = 16  # num_views=null on a plain loader (synthetic)
 NOT_IDENTITY = ("record", "resume", "logger", "paths", "hydra")  # where results go, not what ran

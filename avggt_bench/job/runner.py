@@ -14,9 +14,9 @@ from avggt_bench.job.protocol import run_protocol_job
 from avggt_bench.job.resume import JobId
 from avggt_bench.job.scene import run_scene_job
 from avggt_bench.job.units import Stages, failure_status
-from avggt_bench.machine import LoadMeter, cpu_threads
 from avggt_bench.precision import resolve_device, resolve_precision
 from avggt_bench.records import Record, now_iso, provenance, write_record
+from avggt_bench.records.machine import LoadMeter, cpu_threads
 
 log = logging.getLogger("avggt_bench.job")
 

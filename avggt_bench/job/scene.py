@@ -13,10 +13,10 @@ from avggt_bench.attention.routes import layer_benchmarks, route_table
 from avggt_bench.flops import model_cost
 from avggt_bench.job.resume import requested_views
 from avggt_bench.job.units import Stages, build, forward_fn, parent_fidelity, timed_forward
-from avggt_bench.machine import LoadMeter
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
 from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
 from avggt_bench.records import Record
+from avggt_bench.records.machine import LoadMeter
 
 log = logging.getLogger("avggt_bench.job")
 

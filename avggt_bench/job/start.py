@@ -90,7 +90,7 @@ def _send_to_logger(cfg: DictConfig, record: Record) -> None:
     logger = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None
     if not logger or logger.get("name", "none") == "none":
         return
-    from avggt_bench.loggers import log_record
+    from avggt_bench.job.loggers import log_record
 
     try:
         log_record(logger, record, group=_sweep_group())

@@ -22,17 +22,17 @@ from omegaconf import DictConfig
 
 from avggt_bench.attention.routes import is_dense
 from avggt_bench.errors import AvggtError, ConfigError
-from avggt_bench.machine import LoadMeter
-from avggt_bench.metrics.fidelity import Reference, fidelity
-from avggt_bench.models import model_from_config, model_info
-from avggt_bench.parent import (
+from avggt_bench.job.parent import (
     dense_parent_predictions,
     load_reference,
     reference_key,
     save_reference,
 )
+from avggt_bench.metrics.fidelity import Reference, fidelity
+from avggt_bench.models import model_from_config, model_info
 from avggt_bench.precision import WEIGHT_PRECISIONS, autocast_context
 from avggt_bench.records import Record
+from avggt_bench.records.machine import LoadMeter
 from avggt_bench.timing import time_repeats
 
 log = logging.getLogger("avggt_bench.job")

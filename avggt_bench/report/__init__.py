@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.wandb:
-        from avggt_bench.loggers import push_report
+        from avggt_bench.job.loggers import push_report
 
         push_report(paths, pd.read_csv(paths["csv"]))  # the full table as written
     return 0

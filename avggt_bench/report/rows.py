@@ -36,7 +36,7 @@ def machine_slug(rec: dict[str, Any]) -> str | None:
 
 def slug(text: str) -> str:
     """Lower case, trademarks ((R), (TM), (C)) dropped, runs of anything but [a-z0-9] become one
-    '-': the rule the job uses for `provenance.machine` (avggt_bench/machine.py), so an old
+    '-': the rule the job uses for `provenance.machine` (avggt_bench/records/machine.py), so an old
     record's rebuilt slug names the same machine as a new record's."""
     text = re.sub(r"\((r|tm|c)\)", "", text.lower())
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")

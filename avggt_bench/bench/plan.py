@@ -18,8 +18,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.job.resume import JobId, existing_record, job_id
-from avggt_bench.machine import register_resolver
 from avggt_bench.paths import REPO_DIR, config_dir
+from avggt_bench.records.machine import register_resolver
 
 
 @dataclass
@@ -98,9 +98,9 @@ def estimate(plan: Plan) -> None:
     from avggt_bench.flops import model_cost
     from avggt_bench.job.runner import resolve_job_precision
     from avggt_bench.job.units import build
-    from avggt_bench.machine import cpu_threads
     from avggt_bench.precision import autocast_context, resolve_device
     from avggt_bench.records import Record
+    from avggt_bench.records.machine import cpu_threads
 
     models: dict[str, Any] = {}
     for job in pending:

@@ -24,9 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-from avggt_bench.bench_plan import Plan, PlannedJob, estimate, finished, make_plan
-from avggt_bench.machine import device_type, machine_slug
+from avggt_bench.bench.plan import Plan, PlannedJob, estimate, finished, make_plan
 from avggt_bench.paths import REPO_DIR
+from avggt_bench.records.machine import device_type, machine_slug
 
 QUICK = {"cpu": ["bench_cpu_quick"], "cuda": ["bench_cuda_quick"]}
 FULL = {

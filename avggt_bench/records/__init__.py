@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from avggt_bench.machine import machine_identity, package_version
 from avggt_bench.paths import REPO_DIR
+from avggt_bench.records.machine import machine_identity, package_version
 
 # 2: a route's layer microbenchmark under `timings.layer_benchmarks[route]` and the per-layer facts
 # the report shows under `model.route_layers[i].columns` (1 had method-specific keys; the report's
@@ -175,7 +175,7 @@ def device_description(device: Any) -> dict[str, Any]:
 
 
 def provenance(device: Any, machine: str) -> dict[str, Any]:
-    """Where and with what a job ran; `machine` is its slug (see `avggt_bench.machine`)."""
+    """Where and with what a job ran; `machine` is its slug (see `avggt_bench.records.machine`)."""
     import torch
 
     return {
