@@ -40,7 +40,7 @@ README = REPO_DIR / "README.md"
 CONF_DIR = REPO_DIR / "conf"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```bash[ \t]*\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
 SHELL_SETUP = {"export", "cd"}
-ACTIVATE = re.compile(r"^(source|\.)\s+\S*bin/activate\s*$")
+ACTIVATE = re.compile(r"^(source|\.)\s+\S*bin/activate\s*(#.*)?$")
 # programs with no cheap form, and why
 NOT_RUN = {
     "git": "talks to a remote",

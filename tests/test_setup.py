@@ -159,3 +159,26 @@ def test_every_setup_path_runs_the_system_step(tmp_path):
         assert "tools/system_deps.sh" in lines, (target, out.stdout)
         install = next(i for i, line in enumerate(lines) if "pip install" in line)
         assert lines.index("tools/system_deps.sh") < install, target
+
+
+def test_every_console_script_module_runs_as_python_m():
+    """`python -m <module> --help` works for each console script's module (a module turned into a
+    package needs its __main__.py, which nothing else would notice before `make bench` fails)."""
+    import tomllib
+
+    from avggt_bench.paths import REPO_DIR
+
+    scripts = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["project"]["scripts"]
+    modules = sorted({target.split(":")[0] for target in scripts.values()})
+    assert "avggt_bench.bench" in modules
+    for module in modules:
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"python -m {module} --help failed:\n{done.stderr[-2000:]}"
+        help_text = (done.stdout + done.stderr).lower()
+        assert "usage" in help_text or "powered by hydra" in help_text, module

@@ -111,7 +111,9 @@ def announce(plan: Plan, sweeps: list[str], slug: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m avggt_bench.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--full", action="store_true", help="every sweep and metric timing")
     parser.add_argument("--reference", action="store_true", help="write results/reference/")
@@ -181,7 +183,3 @@ def report_and_check(plan: Plan, folder: Path) -> int:
         return 1
     say(f"report written under {folder}")
     return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from avggt_bench.bench import main
+
+raise SystemExit(main())
