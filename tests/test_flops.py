@@ -35,3 +35,15 @@ def test_global_attention_grows_quadratically_and_small_preset_is_cheaper():
     small = vggt_cost(VGGT_SMALL, 16, 8, 11, ["global"] * 24).total
     big = vggt_cost(VGGT_1B, 16, 8, 11, ["global"] * 24).total
     assert small < big / 3
+
+
+def test_preset_cost_table_orders_the_schedules_and_leaves_out_what_does_not_apply():
+    from avggt_bench.flops import preset_cost_table, vggt_cost
+    from avggt_bench.models.vggt.model import VGGT_1B
+
+    vggt = {r["preset"]: r for r in preset_cost_table("vggt", [800])}
+    assert vggt["dense"][800] == (vggt_cost(VGGT_1B, 800, 28, 37, ["global"] * 24).total, 1.0)
+    # GoToHunt keeps its late layers dense, AVGGT(9) subsamples them: between dense and AVGGT(9)
+    assert 1.0 < vggt["gotohunt"][800][1] < vggt["avggt_9"][800][1]
+    pi3 = {r["preset"]: r["preset"] for r in preset_cost_table("pi3", [16])}
+    assert "gotohunt" in pi3 and "fastvggt" not in pi3  # FastVGGT is VGGT-only
