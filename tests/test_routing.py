@@ -120,3 +120,14 @@ def test_preset_name_with_overrides_resolves_its_interpolations_after_the_merge(
     assert all(r == "global" for k, r in enumerate(routes) if k not in (3, 4, 5))
     default = resolve_routes({"name": "swap"}, "vggt", 24)
     assert default[:9] == ["frame"] * 9 and default[9] == "global"
+
+
+@pytest.mark.parametrize(
+    "route, kind",
+    [("sga(sigm=9)", "sga"), ("block_sparse(rh=0.5)", "block_sparse"), ("merge(ratio=1)", "merge")],
+)
+def test_a_misspelled_route_option_is_an_error_naming_the_valid_ones(route, kind):
+    from avggt_bench.attention.routes import build_route
+
+    with pytest.raises(ConfigError, match=rf"unknown {kind} option\(s\) \['\w+'\]; valid: "):
+        build_route(route)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -90,6 +90,16 @@ def parse_route(text: str | RouteSpec) -> RouteSpec:
             key, value = item.split("=", 1)
             params[key.strip()] = _parse_value(value)
     return RouteSpec(name, params)
+
+
+def checked_params(options: type, params: dict[str, Any], route: str) -> dict[str, Any]:
+    """A copy of a route's parameters after checking each names a field of its options
+    dataclass (a typo such as `sigm=9` must fail, not fall back to a default)."""
+    names = {f.name for f in fields(options)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ConfigError(f"unknown {route} option(s) {unknown}; valid: {', '.join(sorted(names))}")
+    return dict(params)
 
 
 class Route:

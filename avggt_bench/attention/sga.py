@@ -24,6 +24,7 @@ from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.lse import attn_lse, choose_backend
+from avggt_bench.attention.routes import checked_params
 from avggt_bench.errors import ConfigError
 
 SIGMA_STRIDES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 6: (2, 3), 9: (3, 3)}
@@ -84,11 +85,7 @@ class SGAOptions:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SGAOptions:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ConfigError(f"unknown sga option(s) {unknown}; valid: {', '.join(sorted(names))}")
-        values = dict(params)
+        values = checked_params(cls, params, "sga")
         for key in ("stride", "grid_anchor"):
             if values.get(key) is not None:
                 values[key] = tuple(int(x) for x in values[key])

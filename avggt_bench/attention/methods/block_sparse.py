@@ -28,7 +28,7 @@ from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec
+from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, checked_params
 from avggt_bench.errors import ConfigError
 from avggt_bench.timing import random_qkv, time_repeats
 
@@ -77,13 +77,7 @@ class BlockSparseOptions:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> BlockSparseOptions:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ConfigError(
-                f"unknown block_sparse option(s) {unknown}; valid: {', '.join(sorted(names))}"
-            )
-        values = dict(params)
+        values = checked_params(cls, params, "block_sparse")
         for key in ("pad_patch_keys", "chunked_selection", "score_fp32"):
             if key in values:
                 values[key] = bool(values[key])

@@ -39,7 +39,7 @@ from avggt_bench.attention.base import AttentionContext, DenseMixer
 from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, softmax_attention
+from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, checked_params, softmax_attention
 from avggt_bench.errors import ConfigError
 
 MATCH_CHUNK = 5000  # source rows per similarity chunk, as the official code
@@ -76,13 +76,7 @@ class MergeOptions:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> MergeOptions:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ConfigError(
-                f"unknown merge option(s) {unknown}; valid: {', '.join(sorted(names))}"
-            )
-        values = dict(params)
+        values = checked_params(cls, params, "merge")
         for f in fields(cls):
             if f.name in values:
                 values[f.name] = {"bool": bool, "float": float, "int": int}.get(f.type, str)(
