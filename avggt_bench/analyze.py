@@ -26,11 +26,12 @@ from avggt_bench.analysis.inputs import synthetic_input
 from avggt_bench.analysis.outputs import weights_label, write_summary
 from avggt_bench.analysis.tasks import GROUPS, pairs_task, probe_task, profile_task
 from avggt_bench.errors import ConfigError
-from avggt_bench.models import build_model
+from avggt_bench.models import model_from_config
 from avggt_bench.paths import config_dir
+from avggt_bench.precision import resolve_device
 
 log = logging.getLogger("avggt_bench.analyze")
-TASKS = ("pairs", "probe", "profile")
+ANALYSES = ("pairs", "probe", "profile")
 
 if not OmegaConf.has_resolver("weights_label"):
     OmegaConf.register_new_resolver("weights_label", weights_label)
@@ -43,20 +44,11 @@ def parse_tasks(value: Any) -> list[str]:
     else:
         names = [str(v) for v in value]
     if names == ["all"]:
-        return list(TASKS)
-    bad = [n for n in names if n not in TASKS]
+        return list(ANALYSES)
+    bad = [n for n in names if n not in ANALYSES]
     if bad or not names:
-        raise ConfigError(f"task={value!r}: valid tasks are {', '.join(TASKS)} or all")
+        raise ConfigError(f"task={value!r}: valid tasks are {', '.join(ANALYSES)} or all")
     return names
-
-
-def _device(value: str | None) -> torch.device:
-    if value in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(value)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={value} but CUDA is not available here; use device=cpu")
-    return device
 
 
 def run_analysis(cfg: DictConfig) -> dict[str, Any]:
@@ -64,15 +56,8 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
     tasks = parse_tasks(cfg.task)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    device = _device(cfg.get("device"))
-    model = build_model(
-        cfg.model.name,
-        attention=cfg.attention,
-        checkpoint=cfg.model.get("checkpoint"),
-        memory_lean=cfg.model.get("memory_lean", True),
-        sdpa_policy=cfg.model.get("sdpa_policy", "official"),
-        device=str(device),
-    )
+    device = resolve_device(cfg.get("device"))
+    model = model_from_config(cfg, device)
     weights = "random" if model.weights.random else weights_label(cfg.model.get("checkpoint"))
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

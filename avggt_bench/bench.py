@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(cmd, cwd=REPO_DIR)
             if args.full:
                 say("metric timing on an 800-view synthetic scene")
-                timing = [sys.executable, "-m", "avggt_bench.metrics.timing", "--views", "800"]
-                subprocess.run([*timing, "--out", str(folder)], cwd=REPO_DIR)
+                timing = [sys.executable, "-m", "avggt_bench.metrics.time_metrics", "--views"]
+                subprocess.run([*timing, "800", "--out", str(folder)], cwd=REPO_DIR)
     except KeyboardInterrupt:
         done = sum(finished(j) is not None for j in plan.jobs)
         say(

@@ -110,7 +110,7 @@ def read_record(path: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def find_records(folder: Path, **match: Any) -> list[dict[str, Any]]:
+def matching_records(folder: Path, **match: Any) -> list[dict[str, Any]]:
     """Readable records in `folder` whose top-level fields equal `match` (unreadable ones skip)."""
     found = []
     if not folder.is_dir():

@@ -15,7 +15,8 @@ from avggt_bench.analysis.probe import hub_agreement, rotate_images, rotate_toke
 from avggt_bench.analysis.profiler import category_table, profile_forward
 from avggt_bench.attention.config import resolve_attention
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.data.synthetic import SyntheticConfig, project_points, render_scene
+from avggt_bench.data.cameras import project
+from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.paths import config_dir
 
 LAYOUT = TokenLayout(frames=3, grid=(3, 4), num_special=2)
@@ -217,7 +218,8 @@ def test_gt_correspondence_agrees_with_an_independent_projection():
                 dtype=torch.float64,
             )
             world = e[:, :3].T @ (cam - e[:, 3])
-            uv, z = project_points(world, scene.intrinsics[1], scene.extrinsics[1])
+            uv, z = project(scene.intrinsics[1].numpy(), scene.extrinsics[1].numpy(), world.numpy())
+            uv, z = uv[0], z[0]
             pc, pr = int((uv[0] + 0.5) // 14), int((uv[1] + 0.5) // 14)
             q = torch.tensor([5 + r * 5 + c])
             if not (z > 0 and 0 <= pc < 5 and 0 <= pr < 4):

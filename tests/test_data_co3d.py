@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from avggt_bench.data import SkippedScene, get_dataset, load_preset, plan_protocol, protocol_scenes
+from avggt_bench.data import (
+    SkippedScene,
+    get_dataset,
+    load_protocol_preset,
+    plan_protocol,
+    protocol_scenes,
+)
 from avggt_bench.data.cameras import project
 from avggt_bench.data.co3d import decode_depth_png
 from avggt_bench.data.prepare import main as prepare_main
@@ -118,7 +124,7 @@ def test_vggt_protocol_exclusions_and_seeded_draws(tmp_path):
     data["a_3"][4]["T"] = [6e4, 6e4, -1.0]
     with gzip.open(ann / "apple_test.jgz", "wt") as f:
         json.dump(data, f)
-    preset = load_preset("co3d_vggt", [f"paths.data={tmp_path}"])
+    preset = load_protocol_preset("co3d_vggt", [f"paths.data={tmp_path}"])
     plan, _, _ = plan_protocol(preset)
     listed = [p for p in plan if not isinstance(p, SkippedScene)]
     skipped = {p.scene_id: p.reason for p in plan if isinstance(p, SkippedScene)}

@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from avggt_bench.data.datasets import FolderDataset, build_dataset, folder_scene_id
+from avggt_bench.data.datasets import FolderDataset, folder_scene_id
+from avggt_bench.data.protocol import build_dataset
 from avggt_bench.errors import DataError
 from avggt_bench.paths import REPO_DIR
 

@@ -115,9 +115,11 @@ def test_principal_point_under_both_switches(tmp_path, switch, shift):
 
 
 def test_protocol_presets_keep_the_evaluation_loaders_principal_point():
-    from avggt_bench.data.presets import load_preset, preset_names
+    from avggt_bench.data.presets import load_protocol_preset, preset_names
 
     names = [n for n in preset_names() if n.startswith("nrgbd_")]
     assert len(names) >= 6
     for name in names:
-        assert load_preset(name).compat.get("nrgbd_principal_point") == "eval_loaders", name
+        assert load_protocol_preset(name).compat.get("nrgbd_principal_point") == "eval_loaders", (
+            name
+        )

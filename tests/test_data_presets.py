@@ -20,7 +20,7 @@ from avggt_bench.data import (
     Scene,
     SkippedScene,
     build_dataset,
-    load_preset,
+    load_protocol_preset,
     plan_protocol,
     preset_names,
     protocol_scenes,
@@ -51,19 +51,19 @@ def test_every_preset_composes_and_validates_without_data():
     assert set(REQUIRED) <= set(names)
     protocol = [n for n in names if n not in ("synthetic", "folder")]
     for name in protocol:
-        preset = load_preset(name)
+        preset = load_protocol_preset(name)
         assert preset.name == name and preset.task in TASKS, name
         spec = preset.as_dict()
         assert set(spec["compat"]) >= {"k_rescale", "pair_order", "traj_input"}
         for path in preset.list_files():  # shipped lists exist; π³'s random maps are imported
             assert path.is_file() or path.name in IMPORTED, (name, path)
-    assert load_preset("dtu_pi3").report_unit == "mm"
-    assert load_preset("eth3d_pi3").compat["colmap_half_pixel"] == "ignore"
-    assert load_preset("co3d_vggt").sampling.strategy == "random_choice_legacy"
+    assert load_protocol_preset("dtu_pi3").report_unit == "mm"
+    assert load_protocol_preset("eth3d_pi3").compat["colmap_half_pixel"] == "ignore"
+    assert load_protocol_preset("co3d_vggt").sampling.strategy == "random_choice_legacy"
     with pytest.raises(ConfigError, match="Did you mean 'frame_order'"):
-        load_preset("seven_scenes_pi3_dense", ["+dataset.frame_ordr=ascending"])
+        load_protocol_preset("seven_scenes_pi3_dense", ["+dataset.frame_ordr=ascending"])
     with pytest.raises(ConfigError, match="Did you mean 'seven_scenes_pi3_dense'"):
-        load_preset("seven_scenes_pi3_dens")
+        load_protocol_preset("seven_scenes_pi3_dens")
 
 
 def test_plain_configs_still_build_loaders():
@@ -79,7 +79,7 @@ def test_plain_configs_still_build_loaders():
 
 
 def test_synthetic_sparse_and_dense_presets_run_end_to_end():
-    sparse = load_preset("synthetic_sparse", SMALL)
+    sparse = load_protocol_preset("synthetic_sparse", SMALL)
     items = list(protocol_scenes(sparse))
     assert [i.scene_id for i in items] == ["seed0-orbit", "seed1-walk", "seed2-orbit"]
     for scene in items:
@@ -88,10 +88,10 @@ def test_synthetic_sparse_and_dense_presets_run_end_to_end():
         assert scene.depth is None  # relative pose needs no depth: none is loaded
         assert str(scene.extrinsics.dtype) == "torch.float64"
         assert scene.meta["protocol"]["preset"] == "synthetic_sparse"
-    mv_recon = load_preset("synthetic_mv_recon", [*SMALL, "dataset.scenes=[seed1-walk]"])
+    mv_recon = load_protocol_preset("synthetic_mv_recon", [*SMALL, "dataset.scenes=[seed1-walk]"])
     (mv,) = protocol_scenes(mv_recon)
     assert mv.depth.shape == (8, 24, 32) and mv.valid.float().mean() > 0.9  # exact, dense depth
-    dense = load_preset("synthetic_dense", SMALL)
+    dense = load_protocol_preset("synthetic_dense", SMALL)
     plan, _, _ = plan_protocol(dense)  # planning renders nothing
     assert [len(p.indices) for p in plan] == [800]
     (scene,) = protocol_scenes(dense, num_views=12)
@@ -101,12 +101,12 @@ def test_synthetic_sparse_and_dense_presets_run_end_to_end():
 def test_faults_are_dropped_or_skipped_and_counted():
     """A NaN-pose frame is dropped and recorded; a scene with too few valid frames is
     skipped with its reason; the summary counts both; nothing raises."""
-    faults = list(protocol_scenes(load_preset("synthetic_faults", SMALL)))
+    faults = list(protocol_scenes(load_protocol_preset("synthetic_faults", SMALL)))
     walk, static = faults
     assert walk.dropped == [(3, "nan_pose")] and 3 not in walk.frame_indices
     assert walk.num_views == 7 and np.isfinite(walk.extrinsics.numpy()).all()
     assert static.num_views == 7 and (static.extrinsics == static.extrinsics[0]).all()
-    few = load_preset(
+    few = load_protocol_preset(
         "synthetic_faults",
         [*SMALL, "dataset.nan_pose_frames=[0,1,2,4,5,6,7]", "dataset.min_frames=2"],
     )
@@ -165,7 +165,7 @@ def test_frame_selection_is_reproducible_across_runs_and_processes():
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [first, override]
     # stride / even_first overrides are pure functions of the frame count
-    dense = load_preset("seven_scenes_dense_800")
+    dense = load_protocol_preset("seven_scenes_dense_800")
     assert dense.sampler(100).select("a", 1000) == dense.sampler(100).select("a", 1000)
 
 

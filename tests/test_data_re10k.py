@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from avggt_bench.data import SkippedScene, get_dataset, load_preset, protocol_scenes
+from avggt_bench.data import SkippedScene, get_dataset, load_protocol_preset, protocol_scenes
 from avggt_bench.data.cameras import project
 from avggt_bench.errors import DataError
 
@@ -63,7 +63,7 @@ def test_pi3_map_protocol_with_missing_frames_and_absent_ids(tmp_path):
     lists.mkdir()
     frame_map = {SEQ: [9, 2, 5], "ffffffffffffffff": [0, 1, 2], "1111111111111111": [0, 1, 2]}
     (lists / "map.json").write_text(json.dumps(frame_map))
-    preset = load_preset(
+    preset = load_protocol_preset(
         "re10k_pi3", [f"paths.data={tmp_path}", f"dataset.sampling.file={lists / 'map.json'}"]
     )
     items = list(protocol_scenes(preset))

@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from avggt_bench.data import SkippedScene, get_dataset, load_preset, plan_protocol, protocol_scenes
+from avggt_bench.data import (
+    SkippedScene,
+    get_dataset,
+    load_protocol_preset,
+    plan_protocol,
+    protocol_scenes,
+)
 from avggt_bench.data.base import BaseLoader, FrameError
 from avggt_bench.data.cameras import project, unproject
 from avggt_bench.data.prepare import main as prepare_main
@@ -168,7 +174,7 @@ def test_pi3_dense_plan_uses_the_shipped_check_list(tmp_path):
             (folder / f"frame-{i:06d}.color.png").touch()
             (folder / f"frame-{i:06d}.pose.txt").touch()
             (folder / f"frame-{i:06d}.depth.proj.png").touch()
-    preset = load_preset("seven_scenes_pi3_dense", [f"paths.data={tmp_path}"])
+    preset = load_protocol_preset("seven_scenes_pi3_dense", [f"paths.data={tmp_path}"])
     plan, _, _ = plan_protocol(preset)
     by_id = {p.scene_id: p for p in plan}
     assert len(plan) == 18
@@ -320,10 +326,10 @@ def test_raw_65535_pixel_through_the_upstream_and_the_clean_registration(tmp_pat
     default = get_dataset("7scenes", root, load_depth=True).load("chess/seq-03")
     assert not default.valid.any()
     for name in ("seven_scenes_pi3_dense", "seven_scenes_pi3_sparse"):
-        preset = load_preset(name, [f"paths.data={tmp_path}"])
+        preset = load_protocol_preset(name, [f"paths.data={tmp_path}"])
         assert preset.compat["depth_sentinel"] == "keep"
         assert preset.build_loader().depth_suffix == "depth.proj.png"
-    clean_preset = load_preset(
+    clean_preset = load_protocol_preset(
         "seven_scenes_pi3_dense",
         [f"paths.data={tmp_path}", "dataset.compat.depth_sentinel=exclude"],
     )

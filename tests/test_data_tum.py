@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from avggt_bench.data import get_dataset, load_preset, protocol_scenes
+from avggt_bench.data import get_dataset, load_protocol_preset, protocol_scenes
 from avggt_bench.data.cameras import project
 from avggt_bench.data.prepare import main as prepare_main
 from avggt_bench.data.tum import associate
@@ -53,7 +53,7 @@ def test_protocol_selection_geometry_and_prepared_subset(tmp_path):
     write_sequence(tmp_path / "tum")
     loader = get_dataset("tum", tmp_path / "tum")
     assert loader.num_frames(SEQ) == 300
-    preset = load_preset("tum_dynamics_cut3r", [f"paths.data={tmp_path}"])
+    preset = load_protocol_preset("tum_dynamics_cut3r", [f"paths.data={tmp_path}"])
     items = list(protocol_scenes(preset))
     scenes = [i for i in items if not hasattr(i, "reason")]
     assert len(items) == 8 and len(scenes) == 1  # the other 7 sequences are missing, counted

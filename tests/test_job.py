@@ -288,3 +288,18 @@ def test_fidelity_false_runs_no_dense_parent(tmp_path):
     assert rec.status == "ok", rec.message
     assert "fidelity" not in rec.metrics
     assert rec.metrics["fidelity_reference"] == "off (fidelity=false)"
+
+
+def test_model_from_config_passes_every_model_setting(tmp_path):
+    """The job and the analysis build through `model_from_config`: each model key reaches
+    `build_model` (pi3_small: its official SDPA policy is not PyTorch's default)."""
+    from avggt_bench.attention.routes import is_dense
+    from avggt_bench.models import MODELS, build_model, model_from_config
+
+    overrides = ("model=pi3_small", "attention=api3_2", "model.sdpa_policy=default")
+    model = model_from_config(compose_job(tmp_path, *overrides, base=[]))
+    ref = build_model("pi3_small", attention="api3_2", sdpa_policy="default")
+    assert model.preset.name == "pi3_small" and model.weights.random
+    assert model.sdpa_policy == "default" != MODELS.build("pi3_small").sdpa_policy
+    assert model.route_strings == ref.route_strings and not is_dense(model.routes)
+    assert model.attention_config == ref.attention_config

@@ -12,7 +12,7 @@ import torch
 
 import avggt_bench
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
-from avggt_bench.metrics import compare as cmp
+from avggt_bench.metrics import adapters
 from avggt_bench.metrics.evaluate import evaluate_scene
 from avggt_bench.models.factory import build_model
 from avggt_bench.models.oracle import oracle_predictions
@@ -115,11 +115,11 @@ def _hand_made(conf, kind, **fields):
 
 def test_the_confidence_cut_follows_the_kind_of_confidence():
     vggt = _hand_made(torch.tensor([[[1.0, 2.999, 3.0, 7.0]]]), "exp_plus_one")
-    assert cmp.confident(vggt).tolist() == [[[False, False, True, True]]]  # conf >= 3
+    assert adapters.confident(vggt).tolist() == [[[False, False, True, True]]]  # conf >= 3
     pi3 = _hand_made(torch.tensor([[[0.05, 0.1, 0.1001, 0.9]]], dtype=torch.float64), "sigmoid")
-    assert cmp.confident(pi3).tolist() == [[[False, False, True, True]]]  # conf > 0.1
-    assert cmp.confident(pi3, 0.5).tolist() == [[[False, False, False, True]]]
-    assert cmp.confident(vggt, 2.0).tolist() == [[[False, True, True, True]]]
+    assert adapters.confident(pi3).tolist() == [[[False, False, True, True]]]  # conf > 0.1
+    assert adapters.confident(pi3, 0.5).tolist() == [[[False, False, False, True]]]
+    assert adapters.confident(vggt, 2.0).tolist() == [[[False, True, True, True]]]
     with pytest.raises(ValueError, match="conf_kind"):
         _hand_made(torch.ones(1, 1, 1), "logits")
 
@@ -127,16 +127,21 @@ def test_the_confidence_cut_follows_the_kind_of_confidence():
 def test_which_point_map_is_read_follows_the_fields():
     conf = torch.ones(3, 2, 4)
     head = _hand_made(conf, "exp_plus_one")  # VGGT-like: points from a head of their own
-    w2c = cmp.pred_w2c(head)
-    unprojected = cmp.unproject(cmp.as_f64(head.intrinsics[0]), w2c, np.full((3, 2, 4), 2.0))
-    np.testing.assert_allclose(cmp.pred_points(head, "depth_unproject"), unprojected, atol=1e-12)
+    w2c = adapters.pred_w2c(head)
+    unprojected = adapters.unproject(
+        adapters.as_f64(head.intrinsics[0]), w2c, np.full((3, 2, 4), 2.0)
+    )
+    np.testing.assert_allclose(
+        adapters.pred_points(head, "depth_unproject"), unprojected, atol=1e-12
+    )
     np.testing.assert_array_equal(
-        cmp.pred_points(head, "point_head", "first_camera"), cmp.as_f64(head.world_points[0])
+        adapters.pred_points(head, "point_head", "first_camera"),
+        adapters.as_f64(head.world_points[0]),
     )
     from_depth = _hand_made(conf, "sigmoid", points_frame="arbitrary", world_points_from_depth=True)
-    world = cmp.as_f64(from_depth.world_points[0])
-    np.testing.assert_array_equal(cmp.pred_points(from_depth, "depth_unproject"), world)
+    world = adapters.as_f64(from_depth.world_points[0])
+    np.testing.assert_array_equal(adapters.pred_points(from_depth, "depth_unproject"), world)
     # an arbitrary world is re-expressed in predicted camera 0
     moved = replace(from_depth, extrinsics=head.extrinsics.roll(1, dims=1))  # camera 0 at z=-2
-    shifted = cmp.pred_points(moved, "point_head", "first_camera")
+    shifted = adapters.pred_points(moved, "point_head", "first_camera")
     np.testing.assert_allclose(shifted, world + np.array([0.0, 0.0, 2.0]), atol=1e-12)

@@ -15,7 +15,7 @@ from avggt_bench.data.scene import Scene
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.metrics import points as P
-from avggt_bench.metrics.compare import gt_on_grid
+from avggt_bench.metrics.adapters import gt_on_grid
 from avggt_bench.metrics.evaluate import (
     SceneResult,
     aggregate,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from avggt_bench.metrics.geometry import project_so3
 from avggt_bench.metrics.pose import FAILURE_DEG, LEGACY, pose_auc, relative_pose_errors
 from avggt_bench.models.vggt.pose_encoding import quat_to_mat
 
@@ -144,7 +145,7 @@ def test_auc_histogram_definition():
 
 def test_800_views_all_pairs():
     """319,600 pairs in one vectorised call, i < j with i the outer loop (time printed only:
-    `python -m avggt_bench.metrics.timing` reports it)."""
+    `python -m avggt_bench.metrics.time_metrics` reports it)."""
     import time
 
     cams = random_cameras(800, seed=8)
@@ -315,3 +316,30 @@ def test_legacy_order_is_vggt_evaluation_before_4b8be14_written_out():
     err = relative_pose_errors(pred, gt, LEGACY)
     np.testing.assert_allclose(err.rot_deg.numpy(), rot, atol=1e-5)
     np.testing.assert_allclose(err.trans_deg.numpy(), trans, atol=1e-5)
+
+
+def test_project_so3_is_the_polar_factor_and_fixes_reflections():
+    from scipy.linalg import polar
+
+    g = np.random.default_rng(7)
+    rots = random_cameras(5, seed=7)[:, :, :3].numpy() + 0.05 * g.standard_normal((5, 3, 3))
+    out = project_so3(rots)
+    for k in range(5):
+        np.testing.assert_allclose(out[k], polar(rots[k])[0], atol=1e-12, rtol=0)
+    mirror = project_so3(np.diag([1.0, 1.0, -1.0]) @ rots[0])
+    assert np.linalg.det(mirror) == pytest.approx(1.0)
+    np.testing.assert_allclose(mirror.T @ mirror, np.eye(3), atol=1e-12)
+    bad = np.full((3, 3), np.nan)
+    assert np.isnan(project_so3(np.stack((bad, rots[0])))[0]).all()
+
+
+def test_non_orthonormal_rotations_score_as_their_nearest_rotation():
+    cams = random_cameras(6, seed=4)
+    noisy = cams.clone()
+    noisy[:, :, :3] += 0.05 * torch.randn(6, 3, 3, generator=torch.Generator().manual_seed(5))
+    nearest = noisy.clone()
+    nearest[:, :, :3] = torch.from_numpy(project_so3(noisy[:, :, :3].numpy()))
+    a, b = relative_pose_errors(noisy, cams), relative_pose_errors(nearest, cams)
+    torch.testing.assert_close(a.rot_deg, b.rot_deg, atol=1e-9, rtol=0)
+    torch.testing.assert_close(a.trans_deg, b.trans_deg, atol=1e-9, rtol=0)
+    assert a.rot_deg.min() > 0.1  # the noise shows in every pair: the check is not vacuous

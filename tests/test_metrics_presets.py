@@ -11,7 +11,7 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from avggt_bench.data.presets import load_preset
+from avggt_bench.data.presets import load_protocol_preset
 from avggt_bench.data.protocol import ProtocolDataset
 from avggt_bench.data.scene import Scene
 from avggt_bench.metrics import points as P
@@ -26,7 +26,7 @@ needs_open3d = pytest.mark.skipif(P.open3d_version() is None, reason="Open3D not
 
 
 def load(name, *overrides):
-    preset = load_preset(name, [*SMALL, *overrides])
+    preset = load_protocol_preset(name, [*SMALL, *overrides])
     items = list(ProtocolDataset(preset).scenes())
     scenes = [s for s in items if isinstance(s, Scene)]
     return preset.as_dict(), scenes, items

@@ -11,13 +11,13 @@ from scipy.spatial.transform import Rotation
 from avggt_bench.data.cameras import rigid_inverse
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.metrics import points as P
-from avggt_bench.metrics.geometry import to_4x4
-from avggt_bench.metrics.timing import CSV_NAME, MD_NAME, TIMED, main, time_metrics
+from avggt_bench.metrics.geometry import as_poses_4x4
+from avggt_bench.metrics.time_metrics import CSV_NAME, MD_NAME, TIMED, main, time_metrics
 from avggt_bench.testing.predictions import noisy_cameras, noisy_predictions
 
 
 def test_noisy_cameras_have_the_requested_size():
-    w2c = to_4x4(render_scene(SyntheticConfig(num_views=50, width=8, height=6)).extrinsics)
+    w2c = as_poses_4x4(render_scene(SyntheticConfig(num_views=50, width=8, height=6)).extrinsics)
     noisy = noisy_cameras(w2c, rotation_deg=2.5, seed=3)
     rel = np.swapaxes(w2c[:, :3, :3], 1, 2) @ noisy[:, :3, :3]
     np.testing.assert_allclose(Rotation.from_matrix(rel).magnitude(), math.radians(2.5), atol=1e-12)

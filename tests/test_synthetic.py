@@ -9,15 +9,14 @@ import pytest
 import torch
 
 from avggt_bench.data import synthetic
+from avggt_bench.data.cameras import project, unproject
 from avggt_bench.data.scene import Scene
 from avggt_bench.data.synthetic import (
     MAX_OBJECTS,
     TRAJECTORIES,
     SyntheticConfig,
     intrinsics_matrix,
-    project_points,
     render_scene,
-    unproject_depth,
 )
 from avggt_bench.errors import ConfigError
 
@@ -46,9 +45,12 @@ def _pixel_grid(h: int, w: int) -> torch.Tensor:
 
 def _reproject(scene: Scene, i: int, j: int) -> tuple[torch.Tensor, ...]:
     """View i's pixels in view j: (visible mask, projected z, uv) with nearest-pixel lookups."""
-    pts = unproject_depth(scene.depth[i], scene.intrinsics[i], scene.extrinsics[i])[0]
-    uv, z = project_points(pts, scene.intrinsics[j], scene.extrinsics[j])
     h, w = scene.image_hw
+    pts = unproject(
+        scene.intrinsics[i].numpy(), scene.extrinsics[i].numpy(), scene.depth[i].numpy()
+    )
+    uv, z = project(scene.intrinsics[j].numpy(), scene.extrinsics[j].numpy(), pts)
+    uv, z = torch.from_numpy(uv).reshape(h, w, 2), torch.from_numpy(z).reshape(h, w)
     ui, vi = uv[..., 0].round().long(), uv[..., 1].round().long()
     inside = (z > 0) & (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
     return inside, z, uv, ui.clamp(0, w - 1), vi.clamp(0, h - 1)
@@ -191,16 +193,16 @@ def test_depth_matches_independent_ray_caster(small_scene: Scene) -> None:
 def test_pixel_round_trip_is_exact(small_scene: Scene) -> None:
     sc = small_scene
     h, w = sc.image_hw
-    pts = unproject_depth(sc.depth, sc.intrinsics, sc.extrinsics)
-    assert pts.shape == (sc.num_views, h, w, 3) and pts.dtype == torch.float64
-    uv, z = project_points(pts, sc.intrinsics, sc.extrinsics)
-    grid = _pixel_grid(h, w).expand(sc.num_views, h, w, 2)
-    assert (uv - grid).abs().max() < 1e-9
-    assert ((z - sc.depth.double()).abs() / sc.depth.double()).max() < 1e-12
+    k, w2c, depth = sc.intrinsics.numpy(), sc.extrinsics.numpy(), sc.depth.numpy()
+    pts = unproject(k, w2c, depth)
+    assert pts.shape == (sc.num_views, h, w, 3) and pts.dtype == np.float64
+    grid = _pixel_grid(h, w).numpy().reshape(-1, 2)
+    for s in range(sc.num_views):
+        uv, z = project(k[s], w2c[s], pts[s])
+        assert np.abs(uv - grid).max() < 1e-9
+        assert (np.abs(z - depth[s].reshape(-1)) / depth[s].reshape(-1)).max() < 1e-12
     # One camera at a time gives the same answer as the batched form.
-    uv0, z0 = project_points(pts[0], sc.intrinsics[0], sc.extrinsics[0])
-    assert torch.allclose(uv0, uv[0], atol=1e-12, rtol=0) and torch.allclose(z0, z[0])
-    assert torch.allclose(unproject_depth(sc.depth[0], sc.intrinsics[0], sc.extrinsics[0]), pts[:1])
+    np.testing.assert_allclose(unproject(k[0], w2c[0], depth[0]), pts[0], atol=1e-12, rtol=0)
 
 
 def test_depth_reprojects_between_views(dense_scene: Scene) -> None:

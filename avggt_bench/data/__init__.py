@@ -1,16 +1,22 @@
 """Scenes (views with ground truth), the dataset loaders and the protocol presets.
 
-from avggt_bench.data import get_dataset, load_preset, protocol_scenes
+from avggt_bench.data import get_dataset, load_protocol_preset, protocol_scenes
 loader = get_dataset("7scenes", "/data/7scenes")
 scene = loader.load("chess/seq-03", [0, 40, 80])
-for item in protocol_scenes(load_preset("seven_scenes_pi3_dense")):
+for item in protocol_scenes(load_protocol_preset("seven_scenes_pi3_dense")):
     ...  # a Scene, or a SkippedScene(scene_id, reason)
 """
 
 from avggt_bench.data.base import FrameError, SkippedScene
-from avggt_bench.data.datasets import DATASETS, build_dataset, get_dataset
-from avggt_bench.data.presets import Preset, load_preset, preset_names
-from avggt_bench.data.protocol import ProtocolDataset, plan_protocol, protocol_scenes, summarize
+from avggt_bench.data.datasets import DATASETS, get_dataset
+from avggt_bench.data.presets import Preset, load_protocol_preset, preset_names
+from avggt_bench.data.protocol import (
+    ProtocolDataset,
+    build_dataset,
+    plan_protocol,
+    protocol_scenes,
+    summarize,
+)
 from avggt_bench.data.scene import Scene
 
 __all__ = [
@@ -22,7 +28,7 @@ __all__ = [
     "SkippedScene",
     "build_dataset",
     "get_dataset",
-    "load_preset",
+    "load_protocol_preset",
     "plan_protocol",
     "preset_names",
     "protocol_scenes",

@@ -47,7 +47,7 @@ length ≈ 0.99994 (max|RᵀR − I| ≈ 1.5e-4), ScanNet six-decimal text ≈ 1
 use such poses as they are. Only what is clearly not a rotation (a scale of > 0.5 %, a mirror,
 non-finite entries) is rejected; the worst accepted deviation of a scene is recorded
 (`Scene.max_rotation_deviation`), and the metrics project onto SO(3) where they need a proper
-rotation (`metrics/pose.py` `project_to_so3`, `metrics/geometry.py` `project_so3`).
+rotation (`metrics/geometry.py` `project_so3`).
 """
 
 K_RESCALE_MODES = ("per_axis", "pi3_max_scale")

@@ -1,11 +1,12 @@
-"""Dataset front end: the loader registry, `get_dataset(name, root)` and `build_dataset(cfg)`.
+"""Dataset front end: the loader registry and `get_dataset(name, root)`.
 
 Every loader has `sequences()` (ids) and `load(sequence, frame_ids=None) -> Scene` (`frame_ids`
 are positions in the sequence's native frame list). Loaders of real datasets are registered
-lazily (their module is imported on first use). `build_dataset` turns a `dataset=` config into
-either a plain loader (configs without a `task`, e.g. `synthetic`, `folder`) or, for protocol
-presets, a `ProtocolDataset` that iterates the preset's scenes; both have `load_views(n)`, the
-job's entry point.
+lazily (their module is imported on first use). `build_dataset` (in `data/protocol.py`, above
+the presets that validate against this registry) turns a `dataset=` config into either a plain
+loader (configs without a `task`, e.g. `synthetic`, `folder`) or, for protocol presets, a
+`ProtocolDataset` that iterates the preset's scenes; both have `load_views(n)`, the job's entry
+point.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.data.images import load_images, size_mismatch_message
 from avggt_bench.data.scene import Scene
@@ -36,7 +36,6 @@ __all__ = [
     "Dataset",
     "FolderDataset",
     "SyntheticDataset",
-    "build_dataset",
     "get_dataset",
     "loader_class",
 ]
@@ -349,22 +348,3 @@ def get_dataset(name: str, root: str | Path | None = None, **options: Any) -> An
         path = options.pop("path", None) or (str(root) if root else None)
         return FolderDataset(path=path, **options)
     return DATASETS.build(name, root, **options)
-
-
-def build_dataset(cfg: Mapping | DictConfig) -> Any:
-    """A `dataset=` config → a protocol (configs with a `task`) or a plain loader.
-
-    The loader is `cfg.dataset` when present (preset schema), else `cfg.name` (older configs).
-    """
-    params = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    if "task" in params:
-        from avggt_bench.data.presets import Preset
-        from avggt_bench.data.protocol import ProtocolDataset
-
-        return ProtocolDataset(Preset.from_mapping(params))
-    name = params.pop("name", None)
-    loader = params.pop("dataset", None) or name
-    if loader is None:
-        raise ConfigError("dataset config needs 'dataset' (the loader, e.g. dataset: synthetic)")
-    params.pop("source", None)
-    return DATASETS.build(loader, **params)

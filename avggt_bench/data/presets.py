@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from avggt_bench.data.datasets import DATASETS, loader_class, valid_options
 from avggt_bench.data.sampling import Sampler, SamplingConfig, build_sampler
 from avggt_bench.errors import ConfigError
 from avggt_bench.paths import REPO_DIR
@@ -30,9 +31,10 @@ __all__ = [
     "INPUT_RECIPES",
     "LISTS_DIR",
     "METRICS",
+    "REPORT_UNITS",
     "TASKS",
     "Preset",
-    "load_preset",
+    "load_protocol_preset",
     "preset_names",
 ]
 
@@ -44,7 +46,8 @@ FRAME_ORDERS = ("as_sampled", "ascending")
 INVALID_FRAMES = ("drop", "fail_scene")
 GT_COMPARE = ("gt_resized_w518", "gt_native", "input")
 AGGREGATIONS = ("per_scene_mean", "pooled_pairs", "per_category_mean", "pixel_weighted")
-REPORT_UNITS = ("m", "mm")
+REPORT_UNITS = {"m": 1.0, "mm": 1000.0}
+"""Units a preset may report lengths in, and the factor from metres."""
 PROVENANCE = ("published", "reconstructed", "partial", "extension", "harness")
 INPUT_RECIPES = (
     "model_default",
@@ -109,7 +112,8 @@ def _choice(where: str, value: Any, choices: tuple[Any, ...]) -> None:
 
 @dataclass(frozen=True)
 class Preset:
-    """A validated protocol preset. Build it with `Preset.from_mapping(cfg)` or `load_preset`."""
+    """A validated protocol preset. Build it with `Preset.from_mapping(cfg)` or
+    `load_protocol_preset`."""
 
     name: str
     task: str
@@ -167,8 +171,6 @@ class Preset:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid key or value and the valid choices."""
-        from avggt_bench.data.datasets import DATASETS, loader_class, valid_options
-
         where = f"dataset preset {self.name!r}"
         _choice(f"{where}: task", self.task, TASKS)
         if self.dataset not in DATASETS:
@@ -177,7 +179,7 @@ class Preset:
         _choice(f"{where}: invalid_frames", self.invalid_frames, INVALID_FRAMES)
         _choice(f"{where}: gt_compare", self.gt_compare, GT_COMPARE)
         _choice(f"{where}: aggregation", self.aggregation, AGGREGATIONS)
-        _choice(f"{where}: report_unit", self.report_unit, REPORT_UNITS)
+        _choice(f"{where}: report_unit", self.report_unit, tuple(REPORT_UNITS))
         _choice(f"{where}: input_recipe", self.input_recipe, INPUT_RECIPES)
         _choice(f"{where}: provenance", self.provenance, PROVENANCE)
         for key in ("load_depth", "load_points"):
@@ -247,8 +249,6 @@ class Preset:
 
     def build_loader(self) -> Any:
         """The loader with this preset's options (a missing root raises DataError here)."""
-        from avggt_bench.data.datasets import DATASETS, loader_class
-
         cls = loader_class(self.dataset)
         opts = dict(self.options)
         extra: dict[str, Any] = {}
@@ -300,7 +300,7 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in (config_dir() / "dataset").glob("*.yaml"))
 
 
-def load_preset(name: str, overrides: list[str] | None = None) -> Preset:
+def load_protocol_preset(name: str, overrides: list[str] | None = None) -> Preset:
     """Compose `dataset=<name>` with the project's Hydra config (paths resolved) and validate.
 
     `overrides` are Hydra overrides such as `["paths.data=/data", "dataset.max_scenes=2"]`.

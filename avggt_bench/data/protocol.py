@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from avggt_bench.data.base import FrameError, SkippedScene
+from avggt_bench.data.datasets import DATASETS
 from avggt_bench.data.presets import LISTS_DIR, Preset
 from avggt_bench.data.sampling import Sampler, fast_eval_subset, load_frame_list
 from avggt_bench.data.scene import Scene
@@ -28,6 +31,7 @@ from avggt_bench.errors import ConfigError, DataError
 __all__ = [
     "PlannedScene",
     "ProtocolDataset",
+    "build_dataset",
     "plan_protocol",
     "protocol_scenes",
     "read_scene_list",
@@ -258,3 +262,19 @@ class ProtocolDataset:
             f"preset {self.name!r}: no scene could be loaded ({len(skipped)} skipped: "
             f"{'; '.join(skipped[:5])}); check dataset.root and datasets/README.md"
         )
+
+
+def build_dataset(cfg: Mapping | DictConfig) -> Any:
+    """A `dataset=` config → a protocol (configs with a `task`) or a plain loader.
+
+    The loader is `cfg.dataset` when present (preset schema), else `cfg.name` (older configs).
+    """
+    params = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    if "task" in params:
+        return ProtocolDataset(Preset.from_mapping(params))
+    name = params.pop("name", None)
+    loader = params.pop("dataset", None) or name
+    if loader is None:
+        raise ConfigError("dataset config needs 'dataset' (the loader, e.g. dataset: synthetic)")
+    params.pop("source", None)
+    return DATASETS.build(loader, **params)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avggt_bench.data.cameras import fov_focal
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.progress import progress
@@ -37,9 +38,7 @@ __all__ = [
     "TRAJECTORIES",
     "SyntheticConfig",
     "intrinsics_matrix",
-    "project_points",
     "render_scene",
-    "unproject_depth",
 ]
 
 TRAJECTORIES = ("orbit", "walk")
@@ -118,69 +117,10 @@ class SyntheticConfig:
 
 def intrinsics_matrix(width: int, height: int, fov_deg: float) -> torch.Tensor:
     """Pinhole K (float64 [3, 3]): fx = fy = (W / 2) / tan(fov / 2), cx = W / 2, cy = H / 2."""
-    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    f = fov_focal(width, fov_deg)
     return torch.tensor(
         [[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64
     )
-
-
-def unproject_depth(
-    depth: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor
-) -> torch.Tensor:
-    """World points (float64 `[S, H, W, 3]`) of z-depth maps `[S, H, W]` (or one `[H, W]`).
-
-    Pixel (u, v) sits at the integer coordinates (u, v): X_cam = ((u - cx) d / fx,
-    (v - cy) d / fy, d) and X_w = R^T (X_cam - t), with K `[S, 3, 3]` (zero skew) and
-    world-to-camera `[R | t]` `[S, 3, 4]` (or unbatched `[3, 3]` / `[3, 4]`).
-    """
-    d = torch.as_tensor(depth).to(torch.float64)
-    k = torch.as_tensor(intrinsics).to(torch.float64)
-    e = torch.as_tensor(extrinsics).to(torch.float64)
-    if d.dim() == 2:
-        d = d[None]
-    if k.dim() == 2:
-        k = k.expand(d.shape[0], 3, 3)
-    if e.dim() == 2:
-        e = e.expand(d.shape[0], 3, 4)
-    _, h, w = d.shape
-    u = torch.arange(w, dtype=torch.float64).view(1, 1, w)
-    v = torch.arange(h, dtype=torch.float64).view(1, h, 1)
-    fx, fy = k[:, 0, 0].view(-1, 1, 1), k[:, 1, 1].view(-1, 1, 1)
-    cx, cy = k[:, 0, 2].view(-1, 1, 1), k[:, 1, 2].view(-1, 1, 1)
-    cam = torch.stack(((u - cx) * d / fx, (v - cy) * d / fy, d), dim=-1)  # [S, H, W, 3]
-    rot, t = e[:, :, :3], e[:, :, 3]
-    # Row-vector form of R^T (X - t): (X - t) @ R.
-    return (cam - t.view(-1, 1, 1, 3)) @ rot.unsqueeze(1)
-
-
-def project_points(
-    points_w: torch.Tensor, intrinsics: torch.Tensor, extrinsics: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Project world points into cameras: returns (uv `[..., 2]`, z `[...]`), float64.
-
-    Either one camera (K `[3, 3]`, `[R | t]` `[3, 4]`, points `[..., 3]`) or S cameras (K
-    `[S, 3, 3]`, `[R | t]` `[S, 3, 4]`, points `[S, ..., 3]`, projected into their own view).
-    uv uses the pixel-centre-at-integer convention; z is the camera-frame depth (points with
-    z <= 0 get meaningless uv).
-    """
-    p = torch.as_tensor(points_w).to(torch.float64)
-    k = torch.as_tensor(intrinsics).to(torch.float64)
-    e = torch.as_tensor(extrinsics).to(torch.float64)
-    single = e.dim() == 2
-    if single:
-        p, k, e = p[None], k[None], e[None]
-    s = e.shape[0]
-    flat = p.reshape(s, -1, 3)
-    rot, t = e[:, :, :3], e[:, :, 3]
-    cam = flat @ rot.transpose(1, 2) + t[:, None, :]
-    pix = cam @ k.transpose(1, 2)
-    z = cam[..., 2]
-    uv = pix[..., :2] / pix[..., 2:3]
-    uv = uv.reshape(*p.shape[:-1], 2)
-    z = z.reshape(p.shape[:-1])
-    if single:
-        uv, z = uv[0], z[0]
-    return uv, z
 
 
 def _look_rotation(forward: np.ndarray, roll: float = 0.0) -> np.ndarray:

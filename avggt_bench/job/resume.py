@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.errors import ConfigError
 from avggt_bench.machine import machine_identity, package_version, register_resolver
-from avggt_bench.records import config_hash, find_records, read_record
+from avggt_bench.records import config_hash, matching_records, read_record
 
 PLAIN_LOADER_VIEWS = 16  # num_views=null on a plain loader (synthetic)
 NOT_IDENTITY = ("record", "resume", "logger", "paths", "hydra")  # where results go, not what ran
@@ -110,7 +110,7 @@ def oom_below(jid: JobId) -> int | None:
         return None
     sizes = [
         r["job"]["num_views"]
-        for r in find_records(jid.path.parent, series_hash=jid.series, status="oom")
+        for r in matching_records(jid.path.parent, series_hash=jid.series, status="oom")
         if (r.get("job", {}).get("num_views") or views + 1) <= views
     ]
     return min(sizes) if sizes else None

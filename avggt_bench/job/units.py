@@ -24,7 +24,7 @@ from avggt_bench.attention.routes import is_dense
 from avggt_bench.errors import AvggtError, ConfigError
 from avggt_bench.machine import LoadMeter
 from avggt_bench.metrics.fidelity import Reference, fidelity
-from avggt_bench.models import build_model, model_info
+from avggt_bench.models import model_from_config, model_info
 from avggt_bench.parent import (
     dense_parent_predictions,
     load_reference,
@@ -83,14 +83,7 @@ def is_cpu_oom(exc: BaseException) -> bool:
 def build(cfg: DictConfig, device: torch.device, precision: str, record: Record) -> Any:
     """The model of the job (weights cast for the VGGT* policy); fills `record.model`."""
     start = time.perf_counter()
-    model = build_model(
-        cfg.model.name,
-        attention=cfg.attention,
-        checkpoint=cfg.model.get("checkpoint"),
-        memory_lean=cfg.model.get("memory_lean", True),
-        sdpa_policy=cfg.model.get("sdpa_policy", "official"),
-        device=str(device),
-    )
+    model = model_from_config(cfg, device)
     record.model = {
         **model_info(model),
         "routes": model.route_strings,

@@ -23,7 +23,7 @@ import torch
 from avggt_bench.data.cameras import rigid_inverse
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
-from avggt_bench.metrics import compare as cmp
+from avggt_bench.metrics import adapters
 from avggt_bench.metrics import points as pts
 from avggt_bench.metrics.depth import depth_errors
 from avggt_bench.metrics.geometry import (
@@ -34,7 +34,7 @@ from avggt_bench.metrics.geometry import (
     OK,
     SKIPPED,
     MetricError,
-    to_4x4,
+    as_poses_4x4,
     umeyama_sim3,
 )
 from avggt_bench.metrics.pose import pose_table, relative_pose_errors
@@ -173,8 +173,8 @@ def evaluate_scene(
     try:
         proto = Protocol.from_preset(preset)
         result.unit = proto.report_unit
-        cmp.check_frames(pred, scene, batch)
-        result.outputs = cmp.describe_outputs(pred)
+        adapters.check_frames(pred, scene, batch)
+        result.outputs = adapters.describe_outputs(pred)
     except (ConfigError, MetricError) as exc:
         result.status = getattr(exc, "status", ERROR)
         result.message = str(exc) if isinstance(exc, MetricError) else f"ConfigError: {exc}"
@@ -210,8 +210,8 @@ def parent_as_ground_truth(dense: Predictions, scene: Scene, batch: int = 0) -> 
     the same protocol metrics of an accelerated model against its parent). Cameras = the
     parent's w2c, depth = its depth output (π³: local z), K = its intrinsics (π³: the adapter's
     estimate); evaluate with `gt_compare: input` and no transforms (same grid)."""
-    w2c = cmp.pred_w2c(dense, batch)
-    depth = cmp.pred_depth(dense, batch)
+    w2c = adapters.pred_w2c(dense, batch)
+    depth = adapters.pred_depth(dense, batch)
     if dense.intrinsics is None:
         raise MetricError(INVALID_INPUT, "the dense parent has no intrinsics")
     s, h, w = depth.shape
@@ -220,7 +220,7 @@ def parent_as_ground_truth(dense: Predictions, scene: Scene, batch: int = 0) -> 
         dataset=scene.dataset,
         scene_id=f"{scene.scene_id}@dense_parent",
         images=torch.zeros(1, 1, 1, 3, dtype=torch.uint8).expand(s, h, w, 3),  # no pixels needed
-        intrinsics=torch.from_numpy(cmp.as_f64(dense.intrinsics[batch])),
+        intrinsics=torch.from_numpy(adapters.as_f64(dense.intrinsics[batch])),
         extrinsics=torch.from_numpy(w2c[:, :3].copy()),
         depth=torch.from_numpy(np.where(finite, depth, 0.0)).float(),
         valid=torch.from_numpy(finite),
@@ -236,14 +236,14 @@ def parent_as_ground_truth(dense: Predictions, scene: Scene, batch: int = 0) -> 
 def _gt_w2c(scene: Scene) -> np.ndarray:
     if scene.extrinsics is None:
         raise MetricError(INVALID_INPUT, "the scene has no ground-truth poses")
-    w2c = to_4x4(scene.extrinsics)
+    w2c = as_poses_4x4(scene.extrinsics)
     if not np.isfinite(w2c).all():
         raise MetricError(INVALID_INPUT, "non-finite ground-truth poses (the loader should drop)")
     return w2c
 
 
 def _pose_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
-    gt, pr = _gt_w2c(scene), cmp.pred_w2c(pred, batch)
+    gt, pr = _gt_w2c(scene), adapters.pred_w2c(pred, batch)
     if gt.shape[0] < 2:
         raise MetricError(INVALID_INPUT, f"relative pose needs >= 2 frames, got {gt.shape[0]}")
     order = proto.compat["pair_order"]
@@ -266,7 +266,7 @@ def _pose_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
 
 def _trajectory_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
     gt_c2w = rigid_inverse(_gt_w2c(scene))
-    pr_c2w = rigid_inverse(cmp.pred_w2c(pred, batch))
+    pr_c2w = rigid_inverse(adapters.pred_w2c(pred, batch))
     if proto.compat["gt_relative_to_first"]:  # both relative to their first frame
         gt_c2w = rigid_inverse(gt_c2w[:1]) @ gt_c2w
         pr_c2w = rigid_inverse(pr_c2w[:1]) @ pr_c2w if np.isfinite(pr_c2w[0]).all() else pr_c2w
@@ -312,7 +312,7 @@ def _points_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResul
     kind = proto.points_alignment
     if kind == "bbox_scale_center":
         raise MetricError(INVALID_INPUT, "bbox_scale_center belongs to scannet_recon (cd)")
-    gt = cmp.gt_on_grid(scene, proto.gt_compare, transforms, c["k_rescale"], pred.image_hw)
+    gt = adapters.gt_on_grid(scene, proto.gt_compare, transforms, c["k_rescale"], pred.image_hw)
     if not gt.valid.any():
         raise MetricError(NO_VALID, "no valid ground-truth pixel on the comparison grid")
     source = proto.outputs["points_source"]
@@ -322,8 +322,8 @@ def _points_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResul
         "points_source": source,
     }
     if kind == "median_scale_shift_crop224_icp":
-        p = cmp.resize_points(cmp.pred_points(pred, source, "first_camera", batch), gt.hw)
-        g = cmp.to_first_camera(gt.points(), gt.w2c[0])
+        p = adapters.resize_points(adapters.pred_points(pred, source, "first_camera", batch), gt.hw)
+        g = adapters.to_first_camera(gt.points(), gt.w2c[0])
         mode = c["median_mode"] or "lower"
         p, g, params["median"] = pts.median_scale_shift(p, g, gt.valid, mode)
         mask = gt.valid & pts.centre_crop_mask(gt.hw, int(a["crop"]))[None]
@@ -343,7 +343,7 @@ def _points_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResul
         icp = pts.icp_refine(pa, gb, float(a["icp_threshold"]))
         pa, params["icp"] = icp.apply(pa), icp.as_dict()
     else:
-        p = cmp.resize_points(cmp.pred_points(pred, source, "world", batch), gt.hw)
+        p = adapters.resize_points(adapters.pred_points(pred, source, "world", batch), gt.hw)
         pa, gb, dropped = _finite_rows(
             p[gt.valid], gt.points()[gt.valid], a["drop_nonfinite"], "predicted points"
         )
@@ -402,8 +402,8 @@ def _scannet_cd_group(pred, scene, proto: Protocol, transforms, batch) -> GroupR
     if scene.points is None:
         raise MetricError(INVALID_INPUT, "ScanNet Chamfer needs reference points (mesh vertices)")
     tau = proto.outputs["conf_threshold"]
-    p = cmp.pred_points(pred, "depth_unproject", "first_camera", batch)
-    mask = cmp.confident(pred, tau, batch)
+    p = adapters.pred_points(pred, "depth_unproject", "first_camera", batch)
+    mask = adapters.confident(pred, tau, batch)
     cloud = p[mask]
     cloud = cloud[np.isfinite(cloud).all(1)]
     if len(cloud) == 0:
@@ -424,10 +424,10 @@ def _scannet_cd_group(pred, scene, proto: Protocol, transforms, batch) -> GroupR
 
 
 def _depth_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
-    gt = cmp.gt_on_grid(
+    gt = adapters.gt_on_grid(
         scene, proto.gt_compare, transforms, proto.compat["k_rescale"], pred.image_hw
     )
-    d = cmp.resize_depth(cmp.pred_depth(pred, batch), gt.hw)
+    d = adapters.resize_depth(adapters.pred_depth(pred, batch), gt.hw)
     a = proto.alignment
     kind = a["type"] if proto.task in ("video_depth", "mono_depth") else "median"
     per = a["per"] or ("frame" if proto.task == "mono_depth" else "sequence")

@@ -58,7 +58,7 @@ def project_so3(rot: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_4x4(poses: Any) -> np.ndarray:
+def as_poses_4x4(poses: Any) -> np.ndarray:
     """`[S, 3, 4]` or `[S, 4, 4]` → `[S, 4, 4]` float64 with an exact `[0, 0, 0, 1]` last row."""
     p = as_f64(poses)
     if p.ndim != 3 or p.shape[-2:] not in ((3, 4), (4, 4)):

@@ -6,9 +6,9 @@ Libraries, and why (Open3D vs SciPy):
   KD-tree bit for bit; multi-threaded with `workers=-1`; SciPy is a hard dependency). Measured on
   2 CPU cores, 1M → 1M points one way: cKDTree 1.2 s, Open3D `compute_point_cloud_distance` 1.1 s
   (same distances); Acc + Comp both ways on 1M aligned noisy points of the 800-view synthetic
-  scene: 1.8 s (`python -m avggt_bench.metrics.timing`). Trees are built unbalanced: on a cloud
-  far from its reference (a failed alignment, random weights) the balanced tree took 120 s where
-  this one takes 9 s. Keeping NN on SciPy means Acc / Comp / Chamfer / DTU need no optional
+  scene: 1.8 s (`python -m avggt_bench.metrics.time_metrics`). Trees are built unbalanced: on a
+  cloud far from its reference (a failed alignment, random weights) the balanced tree took 120 s
+  where this one takes 9 s. Keeping NN on SciPy means Acc / Comp / Chamfer / DTU need no optional
   library.
 * ICP and normals: Open3D (`registration_icp` point-to-point, `estimate_normals()` defaults), as
   every official point-map protocol does; we write no second ICP or normal estimator of our own

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from avggt_bench.data.cameras import to_4x4
+from avggt_bench.metrics.geometry import as_f64, project_so3
 from avggt_bench.models.vggt.pose_encoding import mat_to_quat
 
 EPS = 1e-15
@@ -55,27 +57,9 @@ class PairErrors:
 
 
 def as_w2c_4x4(poses: torch.Tensor) -> torch.Tensor:
-    """`[S, 3, 4]` or `[S, 4, 4]` world-to-camera -> `[S, 4, 4]` float64."""
-    poses = torch.as_tensor(poses).to(torch.float64)
-    if poses.shape[-2:] == (3, 4):
-        bottom = poses.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*poses.shape[:-2], 1, 4)
-        poses = torch.cat((poses, bottom), dim=-2)
-    if poses.shape[-2:] != (4, 4):
-        raise ValueError(f"poses must be [S, 3, 4] or [S, 4, 4], got {tuple(poses.shape)}")
-    return poses
-
-
-def project_to_so3(rot: torch.Tensor) -> torch.Tensor:
-    """Nearest rotation: U diag(1, 1, det(U Vᵀ)) Vᵀ; non-finite matrices are left as they are."""
-    finite = torch.isfinite(rot).all(dim=(-1, -2))
-    out = rot.clone()
-    if finite.any():
-        u, _, vh = torch.linalg.svd(rot[finite])
-        d = torch.det(u @ vh)
-        fix = torch.ones_like(u[..., 0])
-        fix[..., 2] = d
-        out[finite] = u @ torch.diag_embed(fix) @ vh
-    return out
+    """`[S, 3, 4]` or `[S, 4, 4]` world-to-camera -> `[S, 4, 4]` float64 on the CPU (ValueError
+    for other shapes)."""
+    return torch.from_numpy(to_4x4(as_f64(poses)))
 
 
 def _in_first_camera(w2c: torch.Tensor) -> torch.Tensor:
@@ -119,8 +103,8 @@ def relative_pose_errors(
         raise ValueError("relative pose errors need at least 2 frames")
     pred = pred.clone()
     gt = gt.clone()
-    pred[:, :3, :3] = project_to_so3(pred[:, :3, :3])
-    gt[:, :3, :3] = project_to_so3(gt[:, :3, :3])
+    pred[:, :3, :3] = torch.from_numpy(project_so3(pred[:, :3, :3].numpy()))
+    gt[:, :3, :3] = torch.from_numpy(project_so3(gt[:, :3, :3].numpy()))
     if order == LEGACY:  # inv(E_i)·E_j depends on the world frame: both in the first camera's
         gt, pred = _in_first_camera(gt), _in_first_camera(pred)
     i, j = torch.triu_indices(pred.shape[0], pred.shape[0], offset=1)

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from avggt_bench.data.presets import AGGREGATIONS, REPORT_UNITS, TASKS
 from avggt_bench.errors import ConfigError
+from avggt_bench.metrics.depth import ALIGNMENTS as DEPTH_ALIGNMENTS
 from avggt_bench.metrics.pose import ORDERS
 
-TASKS = ("relpose", "trajectory", "mv_recon", "scannet_recon", "video_depth", "mono_depth")
-AGGREGATIONS = ("per_scene_mean", "pooled_pairs", "per_category_mean", "pixel_weighted")
 POINT_ALIGNMENTS = (
     "umeyama_icp",
     "umeyama",
@@ -30,15 +30,6 @@ POINT_ALIGNMENTS = (
 )
 TRAJ_ALIGNMENTS = ("sim3", "se3", "none")
 SCANNET_ALIGNMENTS = (*TRAJ_ALIGNMENTS, "bbox_scale_center")  # type: the trajectory's; CD: bbox
-DEPTH_ALIGNMENTS = (
-    "median",
-    "scale",
-    "scale_shift_l1",
-    "scale_shift_l1_adam",
-    "lstsq_scale_shift",
-    "metric",
-)
-REPORT_UNITS = {"m": 1.0, "mm": 1000.0}
 
 # Metric groups and the metric names that request them.
 GROUP_METRICS = {
@@ -115,8 +106,8 @@ ALIGNMENT_DEFAULTS: dict[str, Any] = {
 }
 ALIGNMENT_ALIASES = {"clip": "clip_max", "use_proj": "umeyama"}  # names used in conf/dataset
 OUTPUT_DEFAULTS: dict[str, Any] = {
-    "points_source": "point_head",  # or depth_unproject (metrics/compare.py pred_points)
-    "conf_threshold": None,  # ScanNet Chamfer cut; None: compare.CONF_CUTS per kind of conf
+    "points_source": "point_head",  # or depth_unproject (metrics/adapters.py pred_points)
+    "conf_threshold": None,  # ScanNet Chamfer cut; None: adapters.CONF_CUTS per kind of conf
 }
 COMPAT_DEFAULTS: dict[str, Any] = {
     "pair_order": "vggt",

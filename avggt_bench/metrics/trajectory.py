@@ -24,8 +24,8 @@ from avggt_bench.metrics.geometry import (
     NONFINITE,
     OK,
     MetricError,
+    as_poses_4x4,
     project_so3,
-    to_4x4,
     umeyama_sim3,
 )
 
@@ -50,7 +50,7 @@ def evo_version() -> str:
 
 
 def _clean_poses(poses: Any, name: str) -> np.ndarray:
-    p = to_4x4(poses)
+    p = as_poses_4x4(poses)
     if not np.isfinite(p).all():
         bad = np.where(~np.isfinite(p).all(axis=(1, 2)))[0].tolist()
         raise MetricError(

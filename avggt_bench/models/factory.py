@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from avggt_bench.attention.config import as_attention_config, resolve_attention
@@ -135,6 +136,19 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     model.attention_config = resolved
     model.route_strings = routes
     return model.to(device).eval()
+
+
+def model_from_config(cfg: DictConfig, device: torch.device | str = "cpu") -> nn.Module:
+    """`build_model` from a job config's `model` and `attention` groups (the Hydra job and the
+    layer-role analysis build their model with this one call)."""
+    return build_model(
+        cfg.model.name,
+        attention=cfg.attention,
+        checkpoint=cfg.model.get("checkpoint"),
+        memory_lean=cfg.model.get("memory_lean", True),
+        sdpa_policy=cfg.model.get("sdpa_policy", "official"),
+        device=str(device),
+    )
 
 
 def model_info(model: nn.Module) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import torch
 
 from avggt_bench.data.cameras import unproject
 from avggt_bench.data.scene import Scene
-from avggt_bench.metrics.geometry import as_f64, to_4x4
+from avggt_bench.metrics.geometry import as_f64, as_poses_4x4
 from avggt_bench.models.predictions import Predictions
 
 
@@ -41,7 +41,7 @@ def predictions_from_scene(
     Confidences are constant: `conf` (VGGT style) or its sigmoid (π³ style). π³-style intrinsics
     are the exact ones (the real π³ adapter estimates them from its local points).
     """
-    w2c = to_4x4(scene.extrinsics)
+    w2c = as_poses_4x4(scene.extrinsics)
     if family == "vggt":
         q, v = w2c[0, :3, :3], scale * w2c[0, :3, 3]
     elif family == "pi3":
@@ -92,7 +92,7 @@ def noisy_cameras(
     by exactly `rotation_deg` about a random axis through its centre (`R' = R_noise·R`), and its
     centre moved by isotropic Gaussian noise of standard deviation `centre_sigma` per axis."""
     rng = np.random.default_rng(seed)
-    out = to_4x4(w2c)
+    out = as_poses_4x4(w2c)
     n = out.shape[0]
     rot, t = out[:, :3, :3], out[:, :3, 3]
     centres = -np.einsum("sji,sj->si", rot, t) + centre_sigma * rng.normal(size=(n, 3))

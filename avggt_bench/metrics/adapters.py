@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from avggt_bench.data.cameras import unproject
 from avggt_bench.data.scene import Scene
-from avggt_bench.metrics.geometry import INVALID_INPUT, MetricError, as_f64, to_4x4
+from avggt_bench.metrics.geometry import INVALID_INPUT, MetricError, as_f64, as_poses_4x4
 
 __all__ = [
     "CONF_CUTS",
@@ -59,7 +59,7 @@ def _first(t: torch.Tensor | None, name: str, batch: int) -> np.ndarray:
 def pred_w2c(pred: Predictions, batch: int = 0) -> np.ndarray:
     """Predicted world-to-camera `[S, 4, 4]` in float64 (the adapters decode it in float64:
     VGGT's camera head, π³'s closed-form inverse of its camera-to-world poses)."""
-    return to_4x4(_first(pred.extrinsics, "extrinsics", batch))
+    return as_poses_4x4(_first(pred.extrinsics, "extrinsics", batch))
 
 
 def pred_depth(pred: Predictions, batch: int = 0) -> np.ndarray:
@@ -205,7 +205,7 @@ def gt_on_grid(
     valid = np.isfinite(depth) & (depth > 0)
     if scene.valid is not None:
         valid &= scene.valid.cpu().numpy().astype(bool)
-    K, w2c = as_f64(scene.intrinsics), to_4x4(scene.extrinsics)
+    K, w2c = as_f64(scene.intrinsics), as_poses_4x4(scene.extrinsics)
     s, h, w = depth.shape
     if gt_compare == "gt_native":
         return GTGrid(np.where(valid, depth, 0.0), valid, K, w2c)
