@@ -15,8 +15,10 @@ from avggt_bench.data.presets import load_protocol_preset
 from avggt_bench.data.protocol import ProtocolDataset
 from avggt_bench.data.scene import Scene
 from avggt_bench.metrics import points as P
-from avggt_bench.metrics.evaluate import SceneResult, aggregate, evaluate_scene
+from avggt_bench.metrics.aggregate import aggregate
+from avggt_bench.metrics.evaluate import evaluate_scene
 from avggt_bench.metrics.pose import LEGACY
+from avggt_bench.metrics.results import SceneResult
 from avggt_bench.testing.predictions import predictions_from_scene
 
 SMALL = ["dataset.width=56", "dataset.height=42"]
