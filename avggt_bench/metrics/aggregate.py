@@ -10,18 +10,19 @@ import torch
 
 from avggt_bench.metrics.geometry import OK, SKIPPED
 from avggt_bench.metrics.pose import pose_table
-from avggt_bench.metrics.protocol import Protocol
+from avggt_bench.metrics.protocol import Protocol, as_protocol
 from avggt_bench.metrics.results import SceneResult
 
 
 def aggregate(
     results: Sequence[Any],
-    preset: Mapping[str, Any],
+    protocol: Protocol | Mapping[str, Any],
     *,
     meaningful: bool = True,
     note: str = "",
 ) -> dict[str, Any]:
-    """Combine per-scene results by the preset's rule.
+    """Combine per-scene results by the protocol's rule (`protocol`: the job's `Protocol`, or
+    the preset mapping, validated here).
 
     `per_scene_mean`: plain mean over scenes; `pooled_pairs`: pose metrics over all pairs of all
     scenes; `per_category_mean`: pose metrics over each category's pooled pairs, then the mean over
@@ -34,7 +35,7 @@ def aggregate(
     marks the summary (`meaningful`, `note`) so records and reports flag the accuracy as not a
     model's. Raises ConfigError only for an invalid preset.
     """
-    proto = Protocol.from_preset(preset)
+    proto = as_protocol(protocol)
     results = [r if isinstance(r, SceneResult) else SceneResult.from_skipped(r) for r in results]
     out: dict[str, Any] = {
         "rule": proto.aggregation,

@@ -25,7 +25,7 @@ from avggt_bench.metrics import adapters
 from avggt_bench.metrics.aggregate import aggregate
 from avggt_bench.metrics.geometry import ERROR, INVALID_INPUT, OK, MetricError
 from avggt_bench.metrics.groups import GROUPS
-from avggt_bench.metrics.protocol import Protocol
+from avggt_bench.metrics.protocol import Protocol, as_protocol
 from avggt_bench.metrics.results import GroupResult, SceneResult
 from avggt_bench.models.predictions import Predictions
 from avggt_bench.models.preprocess import ViewTransform
@@ -54,22 +54,30 @@ LENGTH_KEYS = {
 def evaluate_scene(
     pred: Predictions,
     scene: Scene,
-    preset: Mapping[str, Any],
+    protocol: Protocol | Mapping[str, Any],
     transforms: list[ViewTransform] | None = None,
     *,
     batch: int = 0,
 ) -> SceneResult:
-    """Metrics of one scene per its protocol preset; never raises for bad input."""
+    """Metrics of one scene per its protocol; never raises for bad input.
+
+    `protocol` is the `Protocol` the job built once from its preset (`Protocol.from_preset`), or
+    the preset mapping itself, validated here (an invalid one is the scene's ConfigError status).
+    """
+    if isinstance(protocol, Protocol):
+        task = protocol.task
+    else:
+        task = protocol.get("task") if isinstance(protocol, Mapping) else None
     result = SceneResult(
         scene.scene_id,
         scene.dataset,
-        preset.get("task") if isinstance(preset, Mapping) else None,
+        task,
         getattr(scene, "category", None) or scene.meta.get("category"),
         frame_ids=list(scene.frame_ids),
         dropped=list(getattr(scene, "dropped", None) or []),
     )
     try:
-        proto = Protocol.from_preset(preset)
+        proto = as_protocol(protocol)
         result.unit = proto.report_unit
         adapters.check_frames(pred, scene, batch)
         result.outputs = adapters.describe_outputs(pred)
@@ -129,4 +137,10 @@ def parent_as_ground_truth(dense: Predictions, scene: Scene, batch: int = 0) -> 
 
 
 # `aggregate`, `GroupResult` and `SceneResult` are re-exported: the job imports them from here.
-__all__ = ["GroupResult", "SceneResult", "aggregate", "evaluate_scene", "parent_as_ground_truth"]
+__all__ = [
+    "GroupResult",
+    "SceneResult",
+    "aggregate",
+    "evaluate_scene",
+    "parent_as_ground_truth",
+]
