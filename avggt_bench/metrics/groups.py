@@ -6,7 +6,6 @@ official kit, scannet_cd, depth), indexed by name in `GROUPS`. Each takes
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from avggt_bench.data.scene import Scene
 from avggt_bench.metrics import adapters
 from avggt_bench.metrics import points as pts
 from avggt_bench.metrics.depth import depth_errors
+from avggt_bench.metrics.dtu import dtu_scene_metrics
 from avggt_bench.metrics.geometry import (
     INVALID_INPUT,
     NO_VALID,
@@ -155,42 +155,8 @@ def _points_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResul
     params.update({"n_pred": len(pa), "n_gt": len(gb), "dropped_nonfinite": dropped})
     metrics = pts.point_cloud_metrics(pa, gb, normals=proto.wants("nc", "nc1", "nc2"))
     if proto.wants("dtu_overall", "dtu"):
-        metrics.update(_dtu(pa, scene, proto, params))
+        metrics.update(dtu_scene_metrics(pa, scene, proto, params))
     return GroupResult(metrics=metrics, params=params)
-
-
-def _dtu(aligned: np.ndarray, scene: Scene, proto: Protocol, params: dict) -> dict[str, float]:
-    """DTU's official accuracy / completeness on the aligned cloud (metres → mm). The evaluation
-    kit comes from the loader: either `scene.meta['dtu_eval']` (obs_mask, bbox, res, plane,
-    optional stl_mm; else scene.points in metres) or `scene.meta['dtu_eval_root']` with the
-    official files of scan{N}."""
-    ev = scene.meta.get("dtu_eval")
-    if ev is None and scene.meta.get("dtu_eval_root"):
-        match = re.fullmatch(r"scan(\d+)", scene.scene_id)
-        if match is None:
-            raise MetricError(INVALID_INPUT, f"DTU scene id {scene.scene_id!r} is not scan<N>")
-        ev = pts.load_dtu_eval(scene.meta["dtu_eval_root"], int(match.group(1)))
-    if ev is None:
-        raise MetricError(
-            INVALID_INPUT, "dtu_overall needs the official DTU files (dataset option eval_root)"
-        )
-    stl = ev.get("stl_mm")
-    if stl is None:
-        if scene.points is None:
-            raise MetricError(INVALID_INPUT, "dtu_overall: no reference scan (stl) for the scene")
-        stl = scene.points.cpu().numpy() * 1000.0
-    out = pts.dtu_official(
-        aligned * 1000.0,
-        stl,
-        np.asarray(ev["obs_mask"]),
-        np.asarray(ev["bbox"]),
-        float(ev["res"]),
-        np.asarray(ev["plane"]),
-        seed=int(proto.alignment["dtu_seed"]),
-        bbox_margin=proto.compat["dtu_bbox"],
-    )
-    params["dtu"] = {k: v for k, v in out.items() if k.startswith("n_")}
-    return {k: out[k] / 1000.0 for k in ("dtu_acc", "dtu_comp", "dtu_overall")}  # canonical m
 
 
 def _scannet_cd_group(pred, scene, proto: Protocol, transforms, batch) -> GroupResult:
