@@ -18,7 +18,7 @@ from avggt_bench.metrics import points as P
 from avggt_bench.metrics.adapters import gt_on_grid
 from avggt_bench.metrics.aggregate import aggregate
 from avggt_bench.metrics.evaluate import evaluate_scene, parent_as_ground_truth
-from avggt_bench.metrics.protocol import Protocol
+from avggt_bench.metrics.evaluation_protocol import Protocol
 from avggt_bench.metrics.results import SceneResult
 from avggt_bench.metrics.trajectory import trajectory_errors
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess

@@ -18,8 +18,8 @@ from avggt_bench.data.scene import Scene
 from avggt_bench.metrics import points as P
 from avggt_bench.metrics.aggregate import aggregate
 from avggt_bench.metrics.evaluate import evaluate_scene
+from avggt_bench.metrics.evaluation_protocol import Protocol
 from avggt_bench.metrics.pose import LEGACY
-from avggt_bench.metrics.protocol import Protocol
 from avggt_bench.metrics.results import SceneResult
 from avggt_bench.testing.predictions import predictions_from_scene
 

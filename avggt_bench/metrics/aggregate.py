@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from avggt_bench.metrics.evaluation_protocol import Protocol, as_protocol
 from avggt_bench.metrics.geometry import OK, SKIPPED
 from avggt_bench.metrics.pose import pose_table
-from avggt_bench.metrics.protocol import Protocol, as_protocol
 from avggt_bench.metrics.results import SceneResult
 
 

@@ -12,9 +12,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from avggt_bench.data.scene import Scene
+from avggt_bench.metrics.evaluation_protocol import Protocol
 from avggt_bench.metrics.geometry import INVALID_INPUT, NO_VALID, MetricError
 from avggt_bench.metrics.points import cloud_array, import_open3d, nearest
-from avggt_bench.metrics.protocol import Protocol
 
 
 def radius_downsample(points: np.ndarray, radius: float, seed: int) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Protocol dispatcher: `evaluate_scene` computes one scene's metrics as its preset says (the keys
-are described in `metrics/protocol.py`), group by group (`metrics/groups.py`); `aggregate`
-(`metrics/aggregate.py`) combines scenes by the preset's rule.
+"""Protocol dispatcher: `evaluate_scene` computes one scene's metrics as its preset says (the
+keys are described in `metrics/evaluation_protocol.py`), group by group (`metrics/groups.py`);
+`aggregate` (`metrics/aggregate.py`) combines scenes by the preset's rule.
 
 A scene's metrics come in groups (pose, trajectory, points, scannet_cd, depth), each with its own
 status, alignment parameters and timing; bad input (frame-count mismatch, NaN predictions, all
@@ -23,9 +23,9 @@ from avggt_bench.data.scene import Scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.metrics import adapters
 from avggt_bench.metrics.aggregate import aggregate
+from avggt_bench.metrics.evaluation_protocol import Protocol, as_protocol
 from avggt_bench.metrics.geometry import ERROR, INVALID_INPUT, OK, MetricError
 from avggt_bench.metrics.groups import GROUPS
-from avggt_bench.metrics.protocol import Protocol, as_protocol
 from avggt_bench.metrics.results import GroupResult, SceneResult
 from avggt_bench.models.predictions import Predictions
 from avggt_bench.models.preprocess import ViewTransform

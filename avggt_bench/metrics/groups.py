@@ -17,6 +17,7 @@ from avggt_bench.metrics import adapters
 from avggt_bench.metrics import points as pts
 from avggt_bench.metrics.depth import depth_errors
 from avggt_bench.metrics.dtu import dtu_scene_metrics
+from avggt_bench.metrics.evaluation_protocol import Protocol
 from avggt_bench.metrics.geometry import (
     INVALID_INPUT,
     NO_VALID,
@@ -26,7 +27,6 @@ from avggt_bench.metrics.geometry import (
     umeyama_sim3,
 )
 from avggt_bench.metrics.pose import pose_table, relative_pose_errors
-from avggt_bench.metrics.protocol import Protocol
 from avggt_bench.metrics.results import GroupResult
 from avggt_bench.metrics.trajectory import trajectory_errors
 
