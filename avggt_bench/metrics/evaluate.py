@@ -28,7 +28,7 @@ from avggt_bench.metrics.geometry import ERROR, INVALID_INPUT, OK, MetricError
 from avggt_bench.metrics.groups import GROUPS
 from avggt_bench.metrics.results import GroupResult, SceneResult
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.models.preprocess import ViewTransform
+from avggt_bench.models.preprocess_geometry import ViewTransform
 
 # Metrics with a length unit: converted to the preset's report_unit (the rest are unitless).
 LENGTH_KEYS = {
