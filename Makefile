@@ -55,8 +55,8 @@ test-all: setup ## run every test, slow ones included (gpu tests skip without CU
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
-	$(PY) -m ruff check avggt_bench tests datasets
-	$(PY) -m ruff format --check avggt_bench tests datasets
+	$(PY) -m ruff check avggt_bench tests
+	$(PY) -m ruff format --check avggt_bench tests
 
 format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(PY) -m ruff check --fix avggt_bench tests datasets

@@ -9,7 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from avggt_bench.analysis.capture import capture, select_queries, stream_layer
+from avggt_bench.analysis.attention_stats import stream_layer
+from avggt_bench.analysis.capture import capture, select_queries
 from avggt_bench.analysis.pairs import SceneGeometry, layer_summary, pair_flags, primary_class
 from avggt_bench.analysis.probe import hub_agreement, rotate_images, rotate_tokens, rotation_probe
 from avggt_bench.analysis.profiler import category_table, profile_forward

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -180,7 +179,7 @@ def test_readme_sections_named_by_errors_exist():
         section = loader_class(name).section
         assert section in headings, f"{name}: README has no section {section!r}"
     named = set()
-    for path in (REPO_DIR / "avggt_bench" / "data").glob("*.py"):
+    for path in (REPO_DIR / "avggt_bench" / "data").rglob("*.py"):
         named |= set(re.findall(r"section '([^'{]+)'", path.read_text()))
     assert named and named <= headings, named - headings
     for preset in REQUIRED:
@@ -189,19 +188,27 @@ def test_readme_sections_named_by_errors_exist():
         assert list_file.name in readme, f"README does not describe {list_file.name}"
 
 
-def test_preparation_scripts_wrap_the_prepare_module(tmp_path, monkeypatch):
-    scripts = sorted((REPO_DIR / "datasets").glob("*.py"))
-    assert {p.stem for p in scripts} >= {
-        "prepare_co3d", "prepare_7scenes", "prepare_eth3d", "prepare_tum", "prepare_scannet",
-        "import_frame_lists",
-    }  # fmt: skip
+def test_one_preparation_command_for_every_dataset(tmp_path):
+    """`avggt-prepare` (pyproject's console script) is `avggt_bench.data.prepare:main`, and
+    `python -m avggt_bench.data.prepare` runs a step in a fresh interpreter; no per-dataset
+    wrapper scripts remain in datasets/."""
+    import tomllib
+
     from PIL import Image
 
+    from avggt_bench.data import prepare
+
+    scripts = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["project"]["scripts"]
+    module, name = scripts["avggt-prepare"].split(":")
+    assert module == "avggt_bench.data.prepare" and getattr(prepare, name) is prepare.main
+    assert not list((REPO_DIR / "datasets").glob("*.py"))
     folder = tmp_path / "chess" / "seq-01"
     folder.mkdir(parents=True)
     Image.fromarray(np.full((480, 640), 1500, np.uint16)).save(folder / "frame-000000.depth.png")
-    monkeypatch.setattr(sys, "argv", ["prepare_7scenes.py", "--root", str(tmp_path)])
-    with pytest.raises(SystemExit) as info:
-        runpy.run_path(str(REPO_DIR / "datasets" / "prepare_7scenes.py"), run_name="__main__")
-    assert info.value.code == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
+    cmd = [sys.executable, "-m", "avggt_bench.data.prepare", "7scenes", "--root", str(tmp_path)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "wrote 2 registered depth maps" in out.stdout
     assert (folder / "frame-000000.depth.proj.png").is_file()
+    assert (folder / "frame-000000.depth.proj.clean.png").is_file()

@@ -10,7 +10,7 @@ import pytest
 
 from avggt_bench.data import sampling as sp
 from avggt_bench.data.base import FrameError
-from avggt_bench.data.prepare import STRIDE_COUNTS, import_frame_lists, write_stride_lists
+from avggt_bench.data.prepare.lists import STRIDE_COUNTS, import_frame_lists, write_stride_lists
 from avggt_bench.data.presets import LISTS_DIR
 from avggt_bench.errors import ConfigError, DataError
 

@@ -20,7 +20,7 @@ from avggt_bench.data import (
 from avggt_bench.data.base import BaseLoader, FrameError
 from avggt_bench.data.cameras import project, unproject
 from avggt_bench.data.prepare import main as prepare_main
-from avggt_bench.data.prepare import register_7scenes_depth
+from avggt_bench.data.prepare.seven_scenes import register_7scenes_depth
 from avggt_bench.data.presets import Preset
 from avggt_bench.data.seven_scenes import SevenScenesLoader
 from avggt_bench.errors import DataError
@@ -285,7 +285,7 @@ def simplerecon_register_one(v: int, u: int, raw_mm: int) -> tuple[int, int, int
     image centre over f_d = 585, the fixed `d_to_rgb` transform, projection with f = 525 about the
     image centre, `round`, then `(1000 * registered_depth).astype(np.uint16)` on the float32
     registered depth (values ≥ 65.536 m wrap modulo 2¹⁶). Returns (row, col, stored value)."""
-    from avggt_bench.data.prepare import SEVEN_SCENES_M
+    from avggt_bench.data.prepare.seven_scenes import SEVEN_SCENES_M
 
     z = np.float32(raw_mm) / np.float32(1000)
     eye = np.array([(u + 0.5 - 320) / 585 * z, (v + 0.5 - 240) / 585 * z, z, 1.0])

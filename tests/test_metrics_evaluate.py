@@ -16,13 +16,10 @@ from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.errors import ConfigError
 from avggt_bench.metrics import points as P
 from avggt_bench.metrics.adapters import gt_on_grid
-from avggt_bench.metrics.evaluate import (
-    SceneResult,
-    aggregate,
-    evaluate_scene,
-    parent_as_ground_truth,
-)
-from avggt_bench.metrics.protocol import Protocol
+from avggt_bench.metrics.aggregate import aggregate
+from avggt_bench.metrics.evaluate import evaluate_scene, parent_as_ground_truth
+from avggt_bench.metrics.evaluation_protocol import Protocol
+from avggt_bench.metrics.results import SceneResult
 from avggt_bench.metrics.trajectory import trajectory_errors
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
 from avggt_bench.testing.predictions import predictions_from_scene

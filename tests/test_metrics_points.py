@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 from avggt_bench.data.cameras import unproject
 from avggt_bench.data.synthetic import SyntheticConfig, render_scene
 from avggt_bench.metrics import points as P
+from avggt_bench.metrics.dtu import dtu_official, radius_downsample
 from avggt_bench.metrics.geometry import MetricError, umeyama_sim3
 
 needs_open3d = pytest.mark.skipif(P.open3d_version() is None, reason="Open3D not importable")
@@ -203,15 +204,15 @@ def test_dtu_official_semantics():
     pred = ref + np.array([0, 0, 1.0])  # 1 mm above the reference
     far = np.array([[25.0, 25.0, 35.0]])  # 25 mm from the reference: excluded from Acc
     outside = np.array([[-60.5, 0, 10], [170.0, 0, 10]])  # outside [BB_min − 60, BB_max + 120)
-    out = P.dtu_official(np.concatenate((pred, far, outside)), stl, obs, bb, 0.5, plane, seed=1)
+    out = dtu_official(np.concatenate((pred, far, outside)), stl, obs, bb, 0.5, plane, seed=1)
     assert out["dtu_acc"] == pytest.approx(1.0) and out["n_acc_kept"] == len(pred)
     assert out["n_reference_above"] == len(ref)
     assert out["dtu_comp"] == pytest.approx(1.0)
     assert out["n_in_box"] == len(pred) + 1
     dense = np.random.default_rng(2).random((3000, 3)) * 2.0
-    kept = P.radius_downsample(dense, 0.2, seed=3)
+    kept = radius_downsample(dense, 0.2, seed=3)
     assert len(cKDTree(kept).query_pairs(0.2)) == 0 and 0 < len(kept) < len(dense)
-    np.testing.assert_array_equal(kept, P.radius_downsample(dense, 0.2, seed=3))
+    np.testing.assert_array_equal(kept, radius_downsample(dense, 0.2, seed=3))
 
 
 def test_acc_comp_timing_200k():

@@ -3,6 +3,7 @@ scenes, predictions derived from their ground truth with errors of a known size,
 `evaluate_scene` and `aggregate` exactly as the job calls them (`preset.as_dict()` as `spec`).
 Every expected value is worked out by hand from the constructed error, not read from the code."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,8 +16,11 @@ from avggt_bench.data.presets import load_protocol_preset
 from avggt_bench.data.protocol import ProtocolDataset
 from avggt_bench.data.scene import Scene
 from avggt_bench.metrics import points as P
-from avggt_bench.metrics.evaluate import SceneResult, aggregate, evaluate_scene
+from avggt_bench.metrics.aggregate import aggregate
+from avggt_bench.metrics.evaluate import evaluate_scene
+from avggt_bench.metrics.evaluation_protocol import Protocol
 from avggt_bench.metrics.pose import LEGACY
+from avggt_bench.metrics.results import SceneResult
 from avggt_bench.testing.predictions import predictions_from_scene
 
 SMALL = ["dataset.width=56", "dataset.height=42"]
@@ -224,3 +228,38 @@ def test_dense_relpose_bad_input_and_the_meaningful_flag():
     assert agg["groups"]["pose"]["n_pairs"] == 1560
     assert agg["metrics"]["auc@30"] == pytest.approx(100 * (1560 - 39) / 1560)
     assert aggregate([good], spec)["meaningful"] is True
+
+
+@pytest.mark.parametrize("name", ["synthetic_trajectory", "synthetic_faults", "synthetic_dense"])
+def test_protocol_built_once_gives_the_same_results_as_the_preset(name, monkeypatch):
+    """The job's typed `Protocol`, built once from the preset, is passed to every scene and to
+    `aggregate`: nothing re-parses the preset, and every status, metric and parameter is the same
+    as when each call validates the preset mapping itself."""
+    spec, scenes, _ = load(name)
+
+    def make(scene):
+        return predictions_from_scene(scene, "pi3", scale=2.0, rotation=Q, translation=V)
+
+    by_dict, agg_dict = run(spec, scenes, make)
+    proto = Protocol.from_preset(spec)
+    calls = []
+    original = Protocol.from_preset.__func__
+
+    def counted(cls, preset):
+        calls.append(preset)
+        return original(cls, preset)
+
+    monkeypatch.setattr(Protocol, "from_preset", classmethod(counted))
+    by_proto, agg_proto = run(proto, scenes, make)
+    assert calls == []
+    assert len(by_proto) == len(by_dict) == len(scenes) > 0
+    for a, b in zip(by_proto, by_dict, strict=True):
+        da, db = a.as_dict(), b.as_dict()
+        for d in (da, db):
+            d.pop("timings_s")
+            for g in d["groups"].values():
+                g.pop("seconds")
+        assert da == db
+    assert agg_proto == agg_dict
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        proto.task = "relpose"

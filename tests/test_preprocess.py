@@ -13,11 +13,11 @@ from PIL import Image
 
 from avggt_bench.data.images import load_image, load_images, stack_images
 from avggt_bench.errors import ConfigError, DataError
-from avggt_bench.models.preprocess import (
+from avggt_bench.models.preprocess import preprocess
+from avggt_bench.models.preprocess_geometry import (
     PreprocessConfig,
     Preprocessed,
     ViewTransform,
-    preprocess,
     target_size,
 )
 

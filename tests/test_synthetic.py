@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from avggt_bench.data import synthetic
 from avggt_bench.data.cameras import project, unproject
 from avggt_bench.data.scene import Scene
 from avggt_bench.data.synthetic import (
@@ -16,6 +15,7 @@ from avggt_bench.data.synthetic import (
     TRAJECTORIES,
     SyntheticConfig,
     intrinsics_matrix,
+    layout,
     render_scene,
 )
 from avggt_bench.errors import ConfigError
@@ -279,7 +279,7 @@ def test_bad_config_raises(kwargs: dict, needle: str) -> None:
 
 
 def test_unplaceable_objects_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(synthetic, "_CLEARANCE", 100.0)  # no room anywhere
+    monkeypatch.setattr(layout, "_CLEARANCE", 100.0)  # no room anywhere
     with pytest.raises(ConfigError, match="num_objects"):
         render_scene(SyntheticConfig(num_views=2, width=16, height=12, num_objects=1))
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from avggt_bench.analysis.capture import LayerCapture
+from avggt_bench.analysis.attention_stats import LayerCapture
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.errors import DataError
 

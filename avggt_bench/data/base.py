@@ -6,6 +6,10 @@ describes frames (`FrameInfo`: paths, canonical K and w2c, or the reason the fra
 `BaseLoader.load` turns selected frames into a `Scene`: images (and depth) are decoded once, in
 parallel, straight into preallocated tensors, with a progress bar; frames that turn out unusable
 (corrupt file, size mismatch) are dropped with their reason, never silently.
+
+The module stays whole (about 450 lines) because it is one class: `BaseLoader.load` calls the
+per-frame hooks every loader overrides (`frame_infos`, `read_image`, `read_depth`, `pose_info`),
+so the contract and the assembly that uses it read best side by side.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ __all__ = [
     "width_target",
 ]
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.models.preprocess import ViewTransform
+from avggt_bench.models.preprocess_geometry import ViewTransform
 
 K_RESCALES = ("per_axis", "pi3_max_scale")
 POINT_SOURCES = ("point_head", "depth_unproject")

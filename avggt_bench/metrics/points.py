@@ -1,5 +1,5 @@
 """Point-map metrics: alignment variants, accuracy / completeness, normal consistency, Chamfer.
-Inputs are `[N, 3]` clouds (float64 after promotion).
+Inputs are `[N, 3]` clouds (float64 after promotion). DTU's official kit is in `metrics/dtu.py`.
 
 Libraries, and why (Open3D vs SciPy):
 * Nearest neighbours: SciPy's `cKDTree` (exact Euclidean NN, so the same distances as Open3D's
@@ -24,7 +24,6 @@ Libraries, and why (Open3D vs SciPy):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ MEDIAN_MODES = ("lower", "numpy")
 # ------------------------------------------------------------------------------------- Open3D
 
 
-def _o3d():
+def import_open3d():
     try:
         import open3d as o3d
     except ImportError as exc:
@@ -60,17 +59,17 @@ def _o3d():
 
 def open3d_version() -> str | None:
     try:
-        return str(_o3d().__version__)
+        return str(import_open3d().__version__)
     except MetricError:
         return None
 
 
 def _cloud(points: np.ndarray):
-    o3d = _o3d()
+    o3d = import_open3d()
     return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.ascontiguousarray(points)))
 
 
-def _cloud_array(points: Any) -> np.ndarray:
+def cloud_array(points: Any) -> np.ndarray:
     p = as_f64(points).reshape(-1, 3)
     if p.shape[0] == 0:
         raise MetricError(NO_VALID, "empty point cloud")
@@ -95,7 +94,7 @@ def nearest(query: np.ndarray, ref: np.ndarray | cKDTree) -> tuple[np.ndarray, n
 def accuracy_completeness(pred_points: Any, gt_points: Any) -> dict[str, float]:
     """Acc / Acc-med: NN distance pred → GT (mean, NumPy median); Comp / Comp-med: GT → pred.
     No alignment inside: align first (`align_umeyama_icp`, `median_scale_shift`, ...)."""
-    a, b = _cloud_array(pred_points), _cloud_array(gt_points)
+    a, b = cloud_array(pred_points), cloud_array(gt_points)
     d_a, _ = nearest(a, b)
     d_b, _ = nearest(b, a)
     return _acc_comp(d_a, d_b)
@@ -116,7 +115,7 @@ def _acc_comp(d_a: np.ndarray, d_b: np.ndarray) -> dict[str, float]:
 def estimate_normals(points: Any) -> np.ndarray:
     """Open3D `estimate_normals()` with its defaults (k = 30, arbitrary sign, (0, 0, 1) for fewer
     than 3 neighbours) on a fresh cloud without normals; `[N, 3]` float64."""
-    cloud = _cloud(_cloud_array(points))
+    cloud = _cloud(cloud_array(points))
     cloud.estimate_normals()
     return np.asarray(cloud.normals).copy()
 
@@ -129,7 +128,7 @@ def normal_consistency(
 ) -> dict[str, float]:
     """NC1 = mean |n_a · n_NN_B(a)| over predicted points, NC2 the other way, medians likewise;
     NC = (NC1 + NC2) / 2. Normals are estimated (Open3D) when not given."""
-    a, b = _cloud_array(pred_points), _cloud_array(gt_points)
+    a, b = cloud_array(pred_points), cloud_array(gt_points)
     _, idx_a = nearest(a, b)
     _, idx_b = nearest(b, a)
     n_a = estimate_normals(a) if pred_normals is None else pred_normals
@@ -154,7 +153,7 @@ def _nc(n_a, n_b, idx_a, idx_b) -> dict[str, float]:
 def point_cloud_metrics(pred_points: Any, gt_points: Any, normals: bool = True) -> dict[str, float]:
     """Acc, Comp (mean, median), NC1/NC2/NC (with `normals`), `chamfer_mean` = (Acc + Comp)/2 and
     `chamfer_sum` = Acc + Comp, with one KD-tree per cloud. No alignment inside."""
-    a, b = _cloud_array(pred_points), _cloud_array(gt_points)
+    a, b = cloud_array(pred_points), cloud_array(gt_points)
     d_a, idx_a = nearest(a, b)
     d_b, idx_b = nearest(b, a)
     out = _acc_comp(d_a, d_b)
@@ -204,9 +203,9 @@ def icp_refine(
 ) -> IcpResult:
     """Point-to-point ICP of `src` onto `dst` (Open3D `registration_icp`, identity start, no
     scale), correspondences within `threshold` (canonical units: 0.1 m for every dataset)."""
-    o3d = _o3d()
+    o3d = import_open3d()
     reg = o3d.pipelines.registration
-    a, b = _cloud_array(src), _cloud_array(dst)
+    a, b = cloud_array(src), cloud_array(dst)
     result = reg.registration_icp(
         _cloud(a),
         _cloud(b),
@@ -300,7 +299,7 @@ def bbox_scale_center(pred: Any, gt: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """`bbox_scale_center` (FastVGGT ScanNet-50): match the axis-aligned boxes,
     s = |diag_gt| / |diag_pred| (1 if the predicted diagonal is < 1e-8),
     X ← (X − centre_pred)·s + centre_gt. No rotation is fitted; one outlier changes the scale."""
-    p, g = _cloud_array(pred), _cloud_array(gt)
+    p, g = cloud_array(pred), cloud_array(gt)
     lo_p, hi_p, lo_g, hi_g = p.min(0), p.max(0), g.min(0), g.max(0)
     diag = float(np.linalg.norm(hi_p - lo_p))
     s = float(np.linalg.norm(hi_g - lo_g)) / diag if diag >= 1e-8 else 1.0
@@ -335,7 +334,7 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
 
 def chamfer_clipped_sum(pred: Any, gt: Any, clip: float = 0.5) -> float:
     """mean(min(d_pred→gt, clip)) + mean(min(d_gt→pred, clip)) (a sum, not an average)."""
-    a, b = _cloud_array(pred), _cloud_array(gt)
+    a, b = cloud_array(pred), cloud_array(gt)
     d1, _ = nearest(a, b)
     d2, _ = nearest(b, a)
     return float(np.clip(d1, 0, clip).mean() + np.clip(d2, 0, clip).mean())
@@ -353,115 +352,11 @@ def fastvggt_chamfer(
     """FastVGGT's ScanNet-50 Chamfer distance on already aligned clouds: subsample each to
     `max_points` (legacy RNG seeded with `seed` before each draw), voxel-downsample, clipped
     Chamfer sum `cd`."""
-    a, b = _cloud_array(pred), _cloud_array(gt)
+    a, b = cloud_array(pred), cloud_array(gt)
     a, _ = subsample(a, max_points, seed)
     b, _ = subsample(b, max_points, seed)
     a, b = voxel_downsample(a, voxel), voxel_downsample(b, voxel)
     return {"cd": chamfer_clipped_sum(a, b, clip), "n_pred": len(a), "n_gt": len(b)}
-
-
-# ---------------------------------------------------------------- DTU official evaluation
-
-
-def radius_downsample(points: np.ndarray, radius: float, seed: int) -> np.ndarray:
-    """Visit points in a seeded shuffled order; a point still kept removes every other point
-    within distance ≤ `radius`. Returns the kept points (in visiting order)."""
-    order = np.random.default_rng(seed).permutation(points.shape[0])
-    pts = points[order]
-    pairs = cKDTree(pts).query_pairs(radius, output_type="ndarray")  # i < j: i visited first
-    kept = np.ones(pts.shape[0], dtype=bool)
-    if pairs.size:
-        pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
-        starts = np.searchsorted(pairs[:, 0], np.arange(pts.shape[0] + 1))
-        for i in np.unique(pairs[:, 0]):
-            if kept[i]:
-                kept[pairs[starts[i] : starts[i + 1], 1]] = False
-    return pts[kept]
-
-
-def load_dtu_eval(root: str | Path, scan: int) -> dict[str, Any]:
-    """The official DTU evaluation files of one scan (millimetres; layout: datasets/README.md,
-    section 'DTU'): `obs_mask`, `bbox`, `res` from `ObsMask/ObsMask{scan}_10.mat`, `plane` from
-    `ObsMask/Plane{scan}.mat`, `stl_mm` (`[N, 3]`) from `Points/stl/stl{scan:03d}_total.ply` (read
-    with Open3D)."""
-    from scipy.io import loadmat
-
-    root = Path(root).expanduser()
-    files = {
-        "obs": root / "ObsMask" / f"ObsMask{scan}_10.mat",
-        "plane": root / "ObsMask" / f"Plane{scan}.mat",
-        "stl": root / "Points" / "stl" / f"stl{scan:03d}_total.ply",
-    }
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise MetricError(
-            "invalid_input",
-            f"DTU official evaluation files missing: {', '.join(missing)}; expected "
-            "<dtu_eval_root>/Points/stl/stlNNN_total.ply and ObsMask/ObsMask{N}_10.mat, "
-            "ObsMask/Plane{N}.mat (datasets/README.md, section 'DTU')",
-        )
-    obs = loadmat(files["obs"])
-    stl = np.asarray(_o3d().io.read_point_cloud(str(files["stl"])).points, dtype=np.float64)
-    return {
-        "obs_mask": np.asarray(obs["ObsMask"]).astype(bool),
-        "bbox": np.asarray(obs["BB"], dtype=np.float64).reshape(2, 3),
-        "res": float(np.asarray(obs["Res"]).reshape(-1)[0]),
-        "plane": np.asarray(loadmat(files["plane"])["P"], dtype=np.float64).reshape(-1),
-        "stl_mm": stl,
-    }
-
-
-def dtu_official(
-    pred_mm: Any,
-    stl_mm: Any,
-    obs_mask: np.ndarray,
-    bbox: np.ndarray,
-    res: float,
-    plane: np.ndarray,
-    *,
-    seed: int = 0,
-    downsample: float = 0.2,
-    max_dist: float = 20.0,
-    bbox_margin: str = "python_port",
-) -> dict[str, Any]:
-    """Official DTU Acc / Comp / Overall in millimetres (the MATLAB original's Python port).
-
-    pred_mm, stl_mm: `[N, 3]` clouds in mm, DTU world frame; obs_mask: boolean voxel grid indexed
-    [x, y, z]; bbox: `[[min], [max]]`; res: voxel size; plane: 4-vector, x above when P·[x, 1] > 0.
-    bbox_margin: `python_port` (keep BB_min − 60 ≤ p < BB_max + 120) or `symmetric` (± 60).
-    """
-    pred, stl = _cloud_array(pred_mm), _cloud_array(stl_mm)
-    bb = np.asarray(bbox, dtype=np.float64)
-    down = radius_downsample(pred, downsample, seed)
-    upper = {"python_port": 120.0, "symmetric": 60.0}[bbox_margin]
-    inside = ((down >= bb[0] - 60.0) & (down < bb[1] + upper)).all(axis=1)
-    data_in = down[inside]
-    grid = np.round((data_in - bb[0]) / res).astype(np.int64)  # half to even
-    shape = np.asarray(obs_mask.shape)
-    in_grid = ((grid >= 0) & (grid < shape)).all(axis=1)
-    obs = np.zeros(len(data_in), dtype=bool)
-    g = grid[in_grid]
-    obs[in_grid] = np.asarray(obs_mask, dtype=bool)[g[:, 0], g[:, 1], g[:, 2]]
-    data_obs = data_in[obs]
-    above = stl[np.c_[stl, np.ones(len(stl))] @ np.asarray(plane, dtype=np.float64) > 0]
-    if len(data_obs) == 0 or len(data_in) == 0 or len(above) == 0:
-        raise MetricError(NO_VALID, "DTU evaluation: no points left after box, mask or plane")
-    d_acc, _ = nearest(data_obs, stl)
-    d_comp, _ = nearest(above, data_in)
-    acc_kept, comp_kept = d_acc[d_acc < max_dist], d_comp[d_comp < max_dist]
-    acc = float(acc_kept.mean()) if acc_kept.size else float("nan")
-    comp = float(comp_kept.mean()) if comp_kept.size else float("nan")
-    return {
-        "dtu_acc": acc,
-        "dtu_comp": comp,
-        "dtu_overall": (acc + comp) / 2,
-        "n_down": len(down),
-        "n_in_box": len(data_in),
-        "n_observed": len(data_obs),
-        "n_reference_above": len(above),
-        "n_acc_kept": int(acc_kept.size),
-        "n_comp_kept": int(comp_kept.size),
-    }
 
 
 __all__ = [
@@ -472,18 +367,17 @@ __all__ = [
     "bbox_scale_center",
     "centre_crop_mask",
     "chamfer_clipped_sum",
-    "dtu_official",
+    "cloud_array",
     "estimate_normals",
     "fastvggt_chamfer",
     "icp_refine",
-    "load_dtu_eval",
+    "import_open3d",
     "median",
     "median_scale_shift",
     "nearest",
     "normal_consistency",
     "open3d_version",
     "point_cloud_metrics",
-    "radius_downsample",
     "subsample",
     "umeyama_sim3",
     "voxel_downsample",

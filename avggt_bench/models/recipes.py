@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from avggt_bench.errors import ConfigError
-from avggt_bench.models.preprocess import PreprocessConfig
+from avggt_bench.models.preprocess_geometry import PreprocessConfig
 
 # recipe -> (preprocess settings, how close our preprocessing is to the recipe)
 _RECIPES: dict[str, tuple[dict[str, Any], str]] = {

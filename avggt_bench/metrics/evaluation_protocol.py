@@ -124,6 +124,9 @@ COMPAT_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Protocol:
+    """A preset's evaluation keys, validated and completed once per job and passed, as is, to
+    `evaluate_scene` for every scene and to `aggregate`."""
+
     task: str
     gt_compare: str
     alignment: dict[str, Any]
@@ -255,6 +258,11 @@ class Protocol:
             )
         if not self.thresholds or min(self.thresholds) <= 0:
             raise ConfigError(f"thresholds must be positive numbers, got {list(self.thresholds)}")
+
+
+def as_protocol(protocol: Protocol | Mapping[str, Any]) -> Protocol:
+    """The `Protocol` itself, or one validated from a preset mapping (ConfigError if invalid)."""
+    return protocol if isinstance(protocol, Protocol) else Protocol.from_preset(protocol)
 
 
 def _plain(preset: Mapping[str, Any]) -> dict[str, Any]:
