@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from avggt_bench.data.datasets import FolderDataset, folder_scene_id
-from avggt_bench.data.protocol import build_dataset
+from avggt_bench.data.protocol_scenes import build_dataset
 from avggt_bench.errors import DataError
 from avggt_bench.paths import REPO_DIR
 

@@ -27,7 +27,7 @@ from avggt_bench.data import (
 )
 from avggt_bench.data.datasets import LOADERS, loader_class
 from avggt_bench.data.presets import LISTS_DIR, TASKS, Preset
-from avggt_bench.data.protocol import ProtocolDataset
+from avggt_bench.data.protocol_scenes import ProtocolDataset
 from avggt_bench.errors import ConfigError
 from avggt_bench.paths import REPO_DIR
 

@@ -129,7 +129,7 @@ def test_an_error_in_one_scene_keeps_the_others_and_makes_the_job_partial(tmp_pa
 
 
 def test_a_key_error_inside_a_loader_is_an_error_with_traceback_not_a_skip(tmp_path, monkeypatch):
-    from avggt_bench.data.protocol import ProtocolDataset
+    from avggt_bench.data.protocol_scenes import ProtocolDataset
 
     real_loader = ProtocolDataset.loader
 

@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from avggt_bench.data.presets import load_protocol_preset
-from avggt_bench.data.protocol import ProtocolDataset
+from avggt_bench.data.protocol_scenes import ProtocolDataset
 from avggt_bench.data.scene import Scene
 from avggt_bench.metrics import points as P
 from avggt_bench.metrics.aggregate import aggregate

@@ -10,7 +10,7 @@ for item in protocol_scenes(load_protocol_preset("seven_scenes_pi3_dense")):
 from avggt_bench.data.base import FrameError, SkippedScene
 from avggt_bench.data.datasets import DATASETS, get_dataset
 from avggt_bench.data.presets import Preset, load_protocol_preset, preset_names
-from avggt_bench.data.protocol import (
+from avggt_bench.data.protocol_scenes import (
     ProtocolDataset,
     build_dataset,
     plan_protocol,

@@ -2,7 +2,7 @@
 
 Every loader has `sequences()` (ids) and `load(sequence, frame_ids=None) -> Scene` (`frame_ids`
 are positions in the sequence's native frame list). Loaders of real datasets are registered
-lazily (their module is imported on first use). `build_dataset` (in `data/protocol.py`, above
+lazily (their module is imported on first use). `build_dataset` (in `data/protocol_scenes.py`, above
 the presets that validate against this registry) turns a `dataset=` config into either a plain
 loader (configs without a `task`, e.g. `synthetic`, `folder`) or, for protocol presets, a
 `ProtocolDataset` that iterates the preset's scenes; both have `load_views(n)`, the job's entry

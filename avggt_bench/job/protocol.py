@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.data.base import FrameError, SkippedScene
-from avggt_bench.data.protocol import UNREADABLE, ProtocolDataset, protocol_scenes
+from avggt_bench.data.protocol_scenes import UNREADABLE, ProtocolDataset, protocol_scenes
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import DataError
 from avggt_bench.job.resume import requested_views

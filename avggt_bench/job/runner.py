@@ -9,7 +9,7 @@ import logging
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from avggt_bench.data.protocol import ProtocolDataset, build_dataset
+from avggt_bench.data.protocol_scenes import ProtocolDataset, build_dataset
 from avggt_bench.job.protocol import run_protocol_job
 from avggt_bench.job.resume import JobId
 from avggt_bench.job.scene import run_scene_job
