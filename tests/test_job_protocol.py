@@ -215,3 +215,20 @@ def test_num_views_semantics():
         requested_views(cfg("many", "synthetic"))
     with pytest.raises(ConfigError, match="at least one view"):
         requested_views(cfg(0, "synthetic"))
+
+
+def test_the_protocol_is_validated_once_per_job_not_per_scene(tmp_path, monkeypatch):
+    from avggt_bench.metrics import evaluation_protocol
+
+    calls = []
+    original = evaluation_protocol.Protocol.from_preset.__func__
+
+    def counting(cls, preset):
+        calls.append(preset.get("gt_compare") if hasattr(preset, "get") else None)
+        return original(cls, preset)
+
+    monkeypatch.setattr(evaluation_protocol.Protocol, "from_preset", classmethod(counting))
+    rec = run_job(compose_job(tmp_path, *ORACLE, "dataset=synthetic_sparse"))
+    assert rec.status == "ok", rec.message
+    assert len(saved(tmp_path)["scenes"]) == 3
+    assert len(calls) == 2  # the preset's protocol and its fidelity twin, for all three scenes

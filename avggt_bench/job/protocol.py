@@ -36,6 +36,7 @@ from avggt_bench.metrics.evaluate import (
     evaluate_scene,
     parent_as_ground_truth,
 )
+from avggt_bench.metrics.evaluation_protocol import Protocol
 from avggt_bench.metrics.geometry import MetricError
 from avggt_bench.models.oracle import ORACLE, oracle_predictions
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
@@ -50,11 +51,14 @@ RUN_FAILURES = ("error", "oom")  # scene statuses that make a job `partial`
 
 
 class _Unit:
-    """What every scene of the job shares: the model, the input recipe, the preset's spec."""
+    """What every scene of the job shares: the model, the input recipe, the preset's spec and
+    its evaluation protocol, validated once (a bad preset fails the job before any scene runs)."""
 
     def __init__(self, cfg, device, precision, record, dataset: ProtocolDataset) -> None:
         self.cfg, self.device, self.precision, self.record = cfg, device, precision, record
         self.spec = dataset.preset.as_dict()
+        self.protocol = Protocol.from_preset(self.spec)
+        self.fidelity_protocol = Protocol.from_preset(_fidelity_spec(self.spec))
         self.oracle = cfg.model.name == ORACLE
         self.model = None
         if not self.oracle:
@@ -132,10 +136,10 @@ def run_protocol_job(
         note = "ground-truth oracle predictions: checks the protocol, not a model"
     elif not meaningful:
         note = "random weights: accuracy is not meaningful (load a checkpoint)"
-    summary = aggregate(results, unit.spec, meaningful=meaningful, note=note)
+    summary = aggregate(results, unit.protocol, meaningful=meaningful, note=note)
     record.metrics = {"accuracy": summary}
     if fid_results:
-        record.metrics["fidelity_protocol"] = aggregate(fid_results, _fidelity_spec(unit.spec))
+        record.metrics["fidelity_protocol"] = aggregate(fid_results, unit.fidelity_protocol)
     ran = [r for r in record.scenes if "forward" in r and r.get("status") == "ok"]
     record.timings.update(
         {
@@ -254,7 +258,7 @@ def _evaluate(unit: _Unit, scene: Scene, load: LoadMeter, stages: Stages, row: d
         row["peak_gb"] = memory.get("peak_gb", 0.0)
         row["image_hw"] = list(images.shape[-2:])
     with stages("metrics"):
-        result = evaluate_scene(pred, scene, unit.spec, transforms)
+        result = evaluate_scene(pred, scene, unit.protocol, transforms)
     row.update(result.as_dict())
     row["metrics_s"] = sum(result.timings.values())
     fid = None
@@ -270,7 +274,7 @@ def _evaluate(unit: _Unit, scene: Scene, load: LoadMeter, stages: Stages, row: d
             )
             try:
                 parent = parent_as_ground_truth(dense, scene)
-                fid = evaluate_scene(pred, parent, _fidelity_spec(unit.spec), None)
+                fid = evaluate_scene(pred, parent, unit.fidelity_protocol, None)
             except MetricError as exc:
                 fid = SceneResult(
                     scene.scene_id, scene.dataset, unit.spec.get("task"), status=exc.status
