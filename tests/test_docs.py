@@ -135,3 +135,21 @@ def test_relative_links_of_the_docs_resolve():
             if "://" not in target and not (page.parent / target).exists():
                 broken.append(f"{page.name}: {target}")
     assert not broken, broken
+
+
+def test_a_source_file_over_400_lines_says_why_in_its_docstring():
+    """The house rule: no module over ~400 lines without a sentence in its docstring that says
+    why it stays one file (by convention it names its size: "about N lines")."""
+    import ast
+
+    from avggt_bench.paths import REPO_DIR
+
+    long_without_reason = []
+    for path in sorted((REPO_DIR / "avggt_bench").rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") <= 400:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if not re.search(r"about \d+ lines", doc):
+            long_without_reason.append(f"{path.relative_to(REPO_DIR)} ({text.count(chr(10))})")
+    assert not long_without_reason, f"split these or say why they stay whole: {long_without_reason}"
