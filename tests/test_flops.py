@@ -41,9 +41,10 @@ def test_preset_cost_table_orders_the_schedules_and_leaves_out_what_does_not_app
     from avggt_bench.flops import preset_cost_table, vggt_cost
     from avggt_bench.models.vggt.model import VGGT_1B
 
-    vggt = {r["preset"]: r for r in preset_cost_table("vggt", [800])}
+    names = ["dense", "avggt_9", "gotohunt", "fastvggt"]
+    vggt = {r["preset"]: r for r in preset_cost_table("vggt", [800], names)}
     assert vggt["dense"][800] == (vggt_cost(VGGT_1B, 800, 28, 37, ["global"] * 24).total, 1.0)
     # GoToHunt keeps its late layers dense, AVGGT(9) subsamples them: between dense and AVGGT(9)
     assert 1.0 < vggt["gotohunt"][800][1] < vggt["avggt_9"][800][1]
-    pi3 = {r["preset"]: r["preset"] for r in preset_cost_table("pi3", [16])}
+    pi3 = {r["preset"]: r["preset"] for r in preset_cost_table("pi3", [16], names)}
     assert "gotohunt" in pi3 and "fastvggt" not in pi3  # FastVGGT is VGGT-only

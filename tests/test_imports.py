@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import avggt_bench
 
 PACKAGE = Path(avggt_bench.__file__).resolve().parent
@@ -132,6 +134,7 @@ def test_no_import_circles_even_through_lazy_imports():
     assert cycles(import_edges(modules)) == []
 
 
+@pytest.mark.slow  # 16 s on 2 cores: every module re-imported; the circle check above stays fast
 def test_every_module_imports_on_its_own():
     names = sorted(n for n in module_names(PACKAGE, "avggt_bench") if not n.endswith("__main__"))
     assert isolated_import_failures(names, "avggt_bench", PACKAGE.parent) == []

@@ -230,7 +230,14 @@ def test_dense_relpose_bad_input_and_the_meaningful_flag():
     assert aggregate([good], spec)["meaningful"] is True
 
 
-@pytest.mark.parametrize("name", ["synthetic_trajectory", "synthetic_faults", "synthetic_dense"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "synthetic_trajectory",
+        "synthetic_faults",
+        pytest.param("synthetic_dense", marks=pytest.mark.slow),  # 6 s: 40 frames of relpose
+    ],
+)
 def test_protocol_built_once_gives_the_same_results_as_the_preset(name, monkeypatch):
     """The job's typed `Protocol`, built once from the preset, is passed to every scene and to
     `aggregate`: nothing re-parses the preset, and every status, metric and parameter is the same
