@@ -188,9 +188,9 @@ def _fidelity(ax, ok: pd.DataFrame, colour: dict[str, str], random: bool) -> Non
     if random:
         ax.text(
             0.5, 0.5, RANDOM_CAVEAT, ha="center", va="center", transform=ax.transAxes,
-            fontsize=14, color="darkred", weight="bold", zorder=10,
-            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "darkred"},
-        )  # fmt: skip
+            fontsize=14, color="darkred", weight="bold", zorder=1.5,
+            bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "darkred"},
+        )  # fmt: skip  (below the points, zorder 2: the caveat must not hide the data it qualifies)
 
 
 def plot_group(df: pd.DataFrame, title: str, path: Path) -> list[Path]:
