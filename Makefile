@@ -42,7 +42,7 @@ system-deps: ## check the system libraries the wheels link (installs libusb-1.0-
 run: $(STAMP) ## one job or a sweep (Hydra arguments): make run ARGS="num_views=8 attention=avggt_9"
 	$(PY) -m avggt_bench.run $(ARGS)
 
-bench: $(STAMP) ## quick benchmark (dense vs AVGGT(9) vs FastVGGT at 16-48 views, <= 10 min on 2 CPU cores) + report
+bench: $(STAMP) ## quick benchmark (dense vs AVGGT(9) vs FastVGGT at 12-36 views, <= 10 min on 2 CPU cores) + report
 	$(PY) -m avggt_bench.bench $(BENCH_ARGS)
 
 bench-full: $(STAMP) ## every benchmark sweep (VGGT, pi3, baselines, memory) and metric timing + report

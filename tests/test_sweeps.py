@@ -200,7 +200,7 @@ def test_bench_plan_lists_every_sweep_job_and_what_is_already_recorded(tmp_path)
     quick = sweep_jobs(QUICK["cpu"][0], [])
     views = sorted({int(o.split("=")[1]) for j in quick for o in j if o.startswith("num_views=")})
     attention = {o.split("=")[1] for j in quick for o in j if o.startswith("attention=")}
-    assert views == [16, 32, 48] and attention == {"dense", "avggt_9", "fastvggt"}
+    assert views == [12, 24, 36] and attention == {"dense", "avggt_9", "fastvggt"}
     assert len(quick) == 9
     # the command line wins over the experiment's own sweep, as in Hydra
     narrowed = sweep_jobs(QUICK["cpu"][0], ["num_views=8,16", "attention=dense"])
