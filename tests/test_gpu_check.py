@@ -36,7 +36,7 @@ def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(SCRIPTS / "gpu_check.sh"), "--dry-run", "--budget-s", "20", str(out)],
+        [str(SCRIPTS / "gpu_check.sh"), "--dry-run", "--budget-s", "8", str(out)],
         capture_output=True,
         text=True,
         timeout=240,
