@@ -30,7 +30,7 @@ DPI = 100
 FIGSIZE = (12.0, 8.5)  # inches of the panels (1200 x 850 px at DPI); the legend adds rows
 FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10}
 NOTE_PT = 9  # view-count labels beside the fidelity points: 12.5 px at DPI
-RANDOM_CAVEAT = "random weights:\nfidelity to the dense parent\nis not meaningful here"
+RANDOM_CAVEAT = "random weights: these fidelities are not meaningful"
 
 
 def _slug(text: str) -> str:
@@ -171,11 +171,11 @@ def _fidelity(ax, ok: pd.DataFrame, colour: dict[str, str], random: bool) -> Non
     fid = "fid_pose_auc@30"
     rows = ok[_col(ok, fid).notna() & _col(ok, "speedup").notna()]
     for name, g in _by_variant(rows):
-        ax.scatter(g["speedup"], g[fid], color=colour[name])
+        ax.scatter(g["speedup"], g[fid], color=colour[name], zorder=3)
         for _, row in g.iterrows():
             ax.annotate(
                 f"{row['num_views']:g}", (row["speedup"], row[fid]), fontsize=NOTE_PT,
-                xytext=(4, 3), textcoords="offset points",
+                xytext=(4, 3), textcoords="offset points", zorder=3,
             )  # fmt: skip
     ax.set(
         xlabel="speedup over the dense parent",
@@ -185,12 +185,12 @@ def _fidelity(ax, ok: pd.DataFrame, colour: dict[str, str], random: bool) -> Non
     if rows.empty:
         ax.text(0.5, 0.5, "no fidelity records", ha="center", va="center",
                 transform=ax.transAxes)  # fmt: skip
-    if random:
+    if random:  # between the title and the plot area, where it cannot hide a point
+        ax.set_title(ax.get_title(), pad=22)
         ax.text(
-            0.5, 0.5, RANDOM_CAVEAT, ha="center", va="center", transform=ax.transAxes,
-            fontsize=14, color="darkred", weight="bold", zorder=1.5,
-            bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "darkred"},
-        )  # fmt: skip  (below the points, zorder 2: the caveat must not hide the data it qualifies)
+            0.5, 1.01, RANDOM_CAVEAT, ha="center", va="bottom", transform=ax.transAxes,
+            fontsize=11, color="darkred", weight="bold",
+        )  # fmt: skip
 
 
 def plot_group(df: pd.DataFrame, title: str, path: Path) -> list[Path]:
