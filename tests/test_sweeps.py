@@ -131,7 +131,8 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     assert sorted(by_views(tmp_path / "records")) == [1, 2]
 
 
-def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
+def offline_wandb_job(tmp_path, monkeypatch, *overrides: str):
+    """Run one job in-process with the wandb logger in offline mode, writing under tmp_path."""
     from hydra import compose, initialize_config_dir
 
     from avggt_bench.paths import config_dir
@@ -143,14 +144,17 @@ def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
         cfg = compose(
             "config",
             overrides=[
-                *TINY,
-                "num_views=2",
+                *overrides,
                 "logger=wandb",
                 f"paths.root={tmp_path}",
                 f"record.dir={tmp_path}/records",
             ],
         )
-    rec = run_job(cfg)
+    return run_job(cfg)
+
+
+def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
+    rec = offline_wandb_job(tmp_path, monkeypatch, *TINY, "num_views=2")
     assert rec.status == "ok"
     from wandb_log import summary as read_summary
 
@@ -163,27 +167,14 @@ def test_wandb_offline_run_holds_the_summary(tmp_path, monkeypatch):
 
 
 def test_wandb_offline_run_holds_the_per_scene_table(tmp_path, monkeypatch):
-    from hydra import compose, initialize_config_dir
-
-    from avggt_bench.paths import config_dir
-    from avggt_bench.run import run_job
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "model=ground_truth",
-                "dataset=synthetic_sparse",
-                "dataset.width=56",
-                "dataset.height=42",
-                "logger=wandb",
-                f"paths.root={tmp_path}",
-                f"record.dir={tmp_path}/records",
-            ],
-        )
-    rec = run_job(cfg)
+    rec = offline_wandb_job(
+        tmp_path,
+        monkeypatch,
+        "model=ground_truth",
+        "dataset=synthetic_sparse",
+        "dataset.width=56",
+        "dataset.height=42",
+    )
     assert rec.status == "ok" and len(rec.scenes) == 3
     [table] = list((tmp_path / "wandb").glob("offline-run-*/files/media/table/per_scene*.json"))
     content = json.loads(table.read_text())
