@@ -22,6 +22,7 @@ from avggt_bench.data.protocol_scenes import UNREADABLE, ProtocolDataset, protoc
 from avggt_bench.data.scene import Scene
 from avggt_bench.errors import DataError
 from avggt_bench.job.resume import requested_views
+from avggt_bench.job.saving import PredictionSaver
 from avggt_bench.job.units import (
     Stages,
     build,
@@ -71,6 +72,7 @@ class _Unit:
             self.family,
         )
         self.accelerated = self.model is not None and not record.model.get("is_dense", True)
+        self.saver = PredictionSaver(cfg, record)
 
 
 def run_protocol_job(
@@ -242,6 +244,7 @@ def _run_scene(
 
 def _evaluate(unit: _Unit, scene: Scene, load: LoadMeter, stages: Stages, row: dict):
     cfg, device, precision = unit.cfg, unit.device, unit.precision
+    images = None
     if unit.model is None:  # ground-truth oracle: the protocol's own sanity check
         transforms = None
         with stages("forward", "ground-truth oracle") as t_fwd:
@@ -257,6 +260,11 @@ def _evaluate(unit: _Unit, scene: Scene, load: LoadMeter, stages: Stages, row: d
         row["forward"] = stats
         row["peak_gb"] = memory.get("peak_gb", 0.0)
         row["image_hw"] = list(images.shape[-2:])
+    if unit.saver.enabled:
+        with stages("save predictions"):
+            row["predictions"] = unit.saver.save(
+                scene.scene_id, scene.dataset, list(scene.frame_ids), pred, images
+            )
     with stages("metrics"):
         result = evaluate_scene(pred, scene, unit.protocol, transforms)
     row.update(result.as_dict())

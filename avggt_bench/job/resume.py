@@ -19,7 +19,8 @@ from avggt_bench.records import config_hash, matching_records, read_record
 from avggt_bench.records.machine import machine_identity, package_version, register_resolver
 
 PLAIN_LOADER_VIEWS = 16  # num_views=null on a plain loader (synthetic)
-NOT_IDENTITY = ("record", "resume", "logger", "paths", "hydra")  # where results go, not what ran
+# where results go and what is kept besides the record, not what ran
+NOT_IDENTITY = ("record", "resume", "logger", "paths", "hydra", "predictions")
 FINISHED = ("ok", "partial")  # statuses a rerun does not recompute
 
 
@@ -92,15 +93,25 @@ def job_id(cfg: DictConfig, overrides: list[str] | None = None) -> JobId:
     return JobId(identity, digest, series, job, run_id, Path(cfg.record.dir) / f"{run_id}.json")
 
 
-def existing_record(jid: JobId) -> dict[str, Any] | None:
-    """The finished record of this exact job, if one is on disk."""
+def existing_record(jid: JobId, want_predictions: bool = False) -> dict[str, Any] | None:
+    """The finished record of this exact job, if one is on disk (and, with `want_predictions`,
+    only if its predictions were saved: `predictions.save=true` reruns a job that kept none)."""
     try:
         rec = read_record(jid.path)
     except (OSError, ValueError):
         return None
     if rec.get("status") not in FINISHED or rec.get("config_hash") != jid.digest:
         return None
+    if want_predictions and not has_saved_predictions(jid.path):
+        return None
     return rec
+
+
+def has_saved_predictions(record_path: Path) -> bool:
+    """Whether the record's `<run_id>.predictions` folder holds a saved scene (the format is
+    `avggt_bench.records.saved_predictions`; only names are checked here, without torch)."""
+    folder = record_path.with_name(record_path.stem + ".predictions")
+    return folder.is_dir() and any(not p.name.startswith(".") for p in folder.glob("*.npz"))
 
 
 def oom_below(jid: JobId) -> int | None:

@@ -12,6 +12,7 @@ from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import layer_benchmarks, route_table
 from avggt_bench.flops import model_cost
 from avggt_bench.job.resume import requested_views
+from avggt_bench.job.saving import PredictionSaver
 from avggt_bench.job.units import Stages, build, forward_fn, parent_fidelity, timed_forward
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
 from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
@@ -69,6 +70,12 @@ def run_scene_job(
     record.model["route_layers"] = route_table(model.routes, layout)
     # after the forward: data-dependent routes (block-sparse) report their realised sparsity
     record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
+    saver = PredictionSaver(cfg, record)
+    if saver.enabled:
+        with stages("save predictions"):
+            record.input["predictions"] = saver.save(
+                scene.scene_id, scene.dataset, list(scene.frame_ids), pred, images
+            )
     median = stats["median_s"]
     record.metrics = {"achieved_macs_per_s": record.cost["macs"] / median if median > 0 else None}
 

@@ -30,7 +30,12 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> Record:
     jid = job_id(cfg, overrides if overrides is not None else _overrides())
     _mark(jid.path)
     if cfg.get("resume", True):
-        done = existing_record(jid)
+        want = bool((cfg.get("predictions") or {}).get("save", False))
+        done = existing_record(jid, want_predictions=want)
+        if done is None and want and existing_record(jid) is not None:
+            log.info(
+                "%s: record exists without saved predictions: rerunning to save them", jid.run_id
+            )
         if done is not None:
             log.info(
                 "%s: %s record exists, not recomputed (resume=false reruns) -> %s",

@@ -178,9 +178,12 @@ def provenance(device: Any, machine: str) -> dict[str, Any]:
     """Where and with what a job ran; `machine` is its slug (see `avggt_bench.records.machine`)."""
     import torch
 
+    from avggt_bench.metrics.version import metrics_code_version
+
     return {
         "machine": machine,
         "package_version": package_version(),
+        "metrics_code": metrics_code_version(),
         **git_state(),
         **device_description(device),
         "torch": torch.__version__,
