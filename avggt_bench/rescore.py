@@ -18,25 +18,19 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from avggt_bench.errors import AvggtError, DataError
 from avggt_bench.records import now_iso, read_record, write_json
+from avggt_bench.records.replay import RecordScenes, check_frames, dense_parent
 from avggt_bench.records.saved_predictions import SavedScene, load_scene, saved_scenes
 
 log = logging.getLogger("avggt_bench.rescore")
 RUN_FAILURES = ("error", "oom")
-# config keys that do not change a prediction: a dense job differing only in these is the parent
-NOT_PREDICTION = ("attention", "record", "resume", "logger", "paths", "hydra", "predictions")
-NOT_PREDICTION += ("timing", "fidelity", "debug")
 
 
 @dataclass
@@ -51,74 +45,6 @@ class Rescored:
     exact: bool = True
     fidelity_parent: str | None = None
     message: str = ""
-
-
-class RecordScenes:
-    """The ground truth of a protocol record, rebuilt from its resolved config: the preset, its
-    scenes in the job's order, the metric protocols and the input transforms."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        from avggt_bench.data.protocol_scenes import ProtocolDataset, build_dataset
-        from avggt_bench.job.protocol import _fidelity_spec
-        from avggt_bench.metrics.evaluation_protocol import Protocol
-        from avggt_bench.models.preprocess_geometry import PreprocessConfig
-
-        self.record = record
-        self.cfg = OmegaConf.create(record["config"])
-        dataset = build_dataset(self.cfg.dataset)
-        if not isinstance(dataset, ProtocolDataset):
-            raise DataError(
-                f"{record['run_id']}: dataset {self.cfg.dataset.get('name')!r} is not a protocol "
-                "preset; only protocol jobs have metrics to re-score"
-            )
-        self.dataset = dataset
-        spec = dataset.preset.as_dict()
-        self.protocol = Protocol.from_preset(spec)
-        self.fidelity_protocol = Protocol.from_preset(_fidelity_spec(spec))
-        self.oracle = record.get("model", {}).get("preset") == "ground_truth"
-        pre = record.get("input", {}).get("preprocess")
-        self.pre_cfg = None if (self.oracle or pre is None) else PreprocessConfig(**pre)
-        self.views = self.cfg.get("num_views")
-
-    def items(self) -> Iterator[Any]:
-        """The preset's scenes in the job's order (Scene, SkippedScene or a failed SceneResult)."""
-        from avggt_bench.job.protocol import _scenes
-
-        return _scenes(self.dataset, self.views)
-
-    def scene(self, scene_id: str) -> Any:
-        """The ground-truth `Scene` of one scene id (DataError when the preset has no such
-        scene or skips it)."""
-        for item in self.items():
-            if getattr(item, "scene_id", None) == scene_id:
-                if hasattr(item, "images"):
-                    return item
-                raise DataError(f"scene {scene_id!r} is not loadable now: {item.message}")
-        raise DataError(f"preset {self.dataset.preset.name!r} has no scene {scene_id!r}")
-
-    def transforms(self, scene: Any) -> Any:
-        """The input transforms of the run (None for the ground-truth oracle)."""
-        from avggt_bench.models.preprocess import preprocess
-
-        if self.pre_cfg is None:
-            return None
-        return preprocess(scene.images, self.pre_cfg, progress=False).transforms
-
-
-def check_frames(saved: SavedScene, scene: Any) -> None:
-    """The saved frame list must be the one the ground truth loads now."""
-    now = [str(f) for f in scene.frame_ids]
-    then = [str(f) for f in saved.meta.get("frame_ids", [])]
-    if now != then:
-        raise DataError(
-            f"{saved.path}: saved for {len(then)} frames, the dataset now gives {len(now)} "
-            f"(first difference at {_first_difference(then, now)}); the data or the preset "
-            "changed since the run: rerun the job"
-        )
-
-
-def _first_difference(a: list[str], b: list[str]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def rescore_record(
@@ -304,32 +230,6 @@ def _fidelity(saved, dense, scene, gt: RecordScenes, evaluate_scene) -> Any:
         return fid
 
 
-def dense_parent(
-    path: Path, record: dict[str, Any], records: dict[Path, dict[str, Any]]
-) -> Path | None:
-    """The dense job of the same configuration in the same folder, for an accelerated record."""
-    if record.get("model", {}).get("is_dense", True):
-        return None
-    want = _prediction_config(record)
-    for other_path, other in records.items():
-        if other_path == path or not other.get("model", {}).get("is_dense", False):
-            continue
-        if other.get("status") not in ("ok", "partial"):
-            continue
-        same_weights = other.get("model", {}).get("weights") == record.get("model", {}).get(
-            "weights"
-        )
-        if same_weights and _prediction_config(other) == want:
-            return other_path
-    return None
-
-
-def _prediction_config(record: dict[str, Any]) -> str:
-    config = {k: v for k, v in record.get("config", {}).items() if k not in NOT_PREDICTION}
-    machine = record.get("job", {}).get("machine")
-    return json.dumps([config, machine], sort_keys=True, default=str)
-
-
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Metrics whose value differs (bit for bit) between the original and the re-score."""
     changed = {}
@@ -426,3 +326,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+__all__ = ["RecordScenes", "Rescored", "dense_parent", "main", "rescore_folder", "rescore_record"]
