@@ -12,6 +12,9 @@ PY := $(VENV)/bin/python
 endif
 STAMP := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))/.avggt-installed
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): each runs torch on one thread, so one per core; the two modules
+# with full-size models share one worker (tests/conftest.py), which bounds the memory
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 ARGS ?=
 
@@ -49,7 +52,7 @@ bench-full: $(STAMP) ## every benchmark sweep (VGGT, pi3, baselines, memory) and
 	$(PY) -m avggt_bench.bench --full $(BENCH_ARGS)
 
 test: setup lint ## lint, then the fast test suite (what CI runs), with its 15 slowest tests
-	$(PY) -m pytest -q -m "not slow and not gpu" --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-all: setup ## run every test, slow ones included (gpu tests skip without CUDA)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

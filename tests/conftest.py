@@ -24,7 +24,16 @@ with contextlib.suppress(RuntimeError):
     torch.set_num_interop_threads(TEST_THREADS)
 
 
+# Modules whose fixtures hold a full-size (1B-parameter) model, about 11.5 GB each: under
+# pytest-xdist (`make test` runs two workers) they share one worker, so that two of them are never
+# in memory at once on a 24 GB machine.
+LARGE_MODEL_MODULES = ("test_vggt_model.py", "test_pi3_model.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in LARGE_MODEL_MODULES:
+            item.add_marker(pytest.mark.xdist_group("large_models"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")
