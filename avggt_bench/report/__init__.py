@@ -6,10 +6,12 @@
 Writes to the output folder (default: the first path): `summary.md` (one section per machine:
 a compact table, the speedup pivot, flagged rows and the jobs that did not finish ok),
 `summary.csv` (every column of the long table), `summary.tex`, `speedup.csv`, `plots/*.png`,
-`published_comparison.{md,csv}`, and lists in `summary.md` every record it converted, ignored or
-superseded. With `--reference`, the reference records appear beside the run's (source
-`reference`) and each run row gets the time ratio to the same configuration in the reference.
-Reports are derived from the JSON records and never edited by hand.
+`published_comparison.{md,csv}` (speed), `expected_results.{md,csv}` (accuracy per protocol
+preset and metric beside the published number, with a stated tolerance), and lists in
+`summary.md` every record it converted, ignored or superseded. With `--reference`, the
+reference records appear beside the run's (source `reference`) and each run row gets the time
+ratio to the same configuration in the reference. Reports are derived from the JSON records and
+never edited by hand.
 """
 
 from __future__ import annotations
@@ -111,6 +113,13 @@ def _machine_section(df: pd.DataFrame, machine: str) -> list[str]:
     return [*lines, ""]
 
 
+def _verdict_counts(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "No published number is mapped."
+    counts = table["verdict"].value_counts()
+    return f"{len(table)} numbers: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."
+
+
 def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str, Path]:
     """Every output file of the report; returns them by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +139,8 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
     from avggt_bench.report.plots import plot_all  # matplotlib only when plots are drawn
 
     plots = plot_all(df, out_dir / "plots")
-    published = comparison(df[df["source"] == "run"] if "source" in df else df)
+    runs = df[df["source"] == "run"] if "source" in df else df
+    published = comparison(runs)
     published.to_csv(paths["published_csv"], index=False)
     matched = published[published["ours (measured)"].notna()] if not published.empty else published
     paths["published_md"].write_text(
@@ -142,6 +152,11 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
         + (_markdown(published) if not published.empty else "(none)")
         + "\n"
     )
+    # imported here so that `python -m avggt_bench.report.expected_map` finds it not yet loaded
+    from avggt_bench.report.expected import write as write_expected
+
+    expected_paths, expected_table = write_expected(runs, out_dir)
+    paths.update(expected_paths)
     accuracy = accuracy_table(df)
     if not accuracy.empty:
         paths["accuracy_csv"] = out_dir / "accuracy.csv"
@@ -185,6 +200,12 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
         "",
         f"See [published_comparison.md](published_comparison.md): {len(matched)} of "
         f"{len(published)} published rows of implemented methods have a measured counterpart.",
+        "",
+        "## Expected results",
+        "",
+        "See [expected_results.md](expected_results.md): each published accuracy number a "
+        "protocol preset should reproduce, ours beside it, the difference and the tolerance "
+        "(absolute, in the published unit, stated per row). " + _verdict_counts(expected_table),
         "",
     ]
     if notes:
