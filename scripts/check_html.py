@@ -6,7 +6,9 @@
 Fails (exit 1) on any console message of level error, any uncaught page error, any request
 whose address is not `file:`, `data:` or `blob:` (such requests are also blocked, so nothing
 leaves the machine), or a point cloud that plotly did not draw (no WebGL). Console warnings are
-printed, not failed on. Saves a full-page screenshot (default: `<page>.png` beside the page).
+printed, not failed on. Saves a full-page screenshot (default: `<page>.png` beside the page),
+reduced to a 256-colour palette (about a third of the size, to commit it; `--colours 0` keeps
+full colour).
 
 Uses Playwright (the `dev` extra) with the system's Chromium (Debian's `chromium` package),
 never a downloaded browser; WebGL runs on SwiftShader (software), as headless Chromium has no
@@ -86,21 +88,34 @@ def check(page_path: Path, screenshot: Path, chromium: str, timeout_s: float) ->
     return found
 
 
+def palette(png: Path, colours: int) -> None:
+    """Rewrite a screenshot with at most `colours` colours (median cut, no dithering)."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        small = im.convert("RGB").quantize(colours, Image.Quantize.MEDIANCUT, dither=0)
+    small.save(png, optimize=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("page", type=Path, help="an index.html written by avggt_bench.report")
     parser.add_argument("--screenshot", type=Path, default=None, help="default: <page>.png")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to load and draw")
+    parser.add_argument("--colours", type=int, default=256, help="palette size; 0: full colour")
     args = parser.parse_args(argv)
     if not args.page.is_file():
         parser.error(f"no such page: {args.page}")
     shot = args.screenshot or args.page.with_suffix(".png")
     found = check(args.page, shot, args.chromium, args.timeout)
+    if args.colours:
+        palette(shot, args.colours)
     summary = {
         "page": str(args.page),
         "page_mb": round(args.page.stat().st_size / 1e6, 2),
         "screenshot": str(shot),
+        "screenshot_kb": round(shot.stat().st_size / 1024),
         "ok": found["ok"],
         "figures": found["figures"],
         "figures_without_webgl": found["figures_without_webgl"],

@@ -174,19 +174,37 @@ def test_per_view_median_alignment_undoes_a_scale_per_view():
     assert note == "" and np.allclose(aligned[valid], gt[valid])
 
 
-@pytest.mark.slow
-def test_page_opens_in_headless_chromium_offline(runs, tmp_path):
+def check_html(page_path: Path) -> subprocess.CompletedProcess:
     pytest.importorskip("playwright", reason="pip install -e '.[dev]'")
     if not Path("/usr/bin/chromium").is_file():
         pytest.skip("no /usr/bin/chromium (apt-get install chromium)")
-    build(runs, tmp_path)
-    shot = tmp_path / "index.png"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "check_html.py"), str(tmp_path / "index.html")],
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_html.py"), str(page_path)],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.mark.slow
+def test_the_checker_fails_on_a_network_request_and_a_console_error(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<!DOCTYPE html><html><body><img src="https://example.org/x.png">'
+        '<script>console.error("boom")</script></body></html>'
+    )
+    done = check_html(bad)
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["external_requests"] == ["https://example.org/x.png"]
+    assert {"type": "error", "text": "boom"} in summary["console_errors"]
+
+
+@pytest.mark.slow
+def test_page_opens_in_headless_chromium_offline(runs, tmp_path):
+    build(runs, tmp_path)
+    shot = tmp_path / "index.png"
+    done = check_html(tmp_path / "index.html")
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(done.stdout)
     assert summary["figures"] == 2 and summary["external_requests"] == []
