@@ -213,3 +213,14 @@ def test_page_opens_in_headless_chromium_offline(runs, tmp_path):
 
     with Image.open(shot) as im:
         assert im.width >= 1000 and im.height > 2000  # the whole page, scenes included
+
+
+def test_a_long_scene_uses_evenly_spaced_frames_and_says_so(runs, tmp_path, monkeypatch):
+    from avggt_bench.report import scene_views
+
+    monkeypatch.setattr(scene_views, "MAX_FRAMES", 3)  # the runs have 4 frames per scene
+    for section in scenes(build(runs, tmp_path / "out")).values():
+        heads = re.findall(r"<th>view (\d+)</th>", section)
+        assert heads == ["0", "2", "3"] * 2  # depth and error columns
+        assert "Only 3 of the 4 frames (evenly spaced) are used." in section
+        assert section.count('class="depth') == 3 * 3 and "error-box" not in section

@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from avggt_bench.report.families import Family, families
 from avggt_bench.report.scene_html import PANEL_CSS_PX, cloud, data_uri, panels
-from avggt_bench.report.scene_views import Family, families, scene_view
+from avggt_bench.report.scene_views import scene_view
 
 log = logging.getLogger(__name__)
 

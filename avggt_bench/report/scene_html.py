@@ -2,8 +2,8 @@
 (input, each variant, ground truth; one colour scale per scene) and error maps (one scale per
 scene), their colourbars, and an interactive plotly point cloud with a trace per variant.
 
-Maps are PNG data URIs (matplotlib colour maps, no figure: small files, upscaled by the browser);
-the plotly figure carries only its data: the page embeds plotly.js once.
+Maps are PNG data URIs (matplotlib colour maps, no figure: small files, upscaled by the browser),
+input images JPEG; the plotly figure carries only its data: the page embeds plotly.js once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,18 @@ PANEL_CSS_PX = 168
 def data_uri(png: bytes) -> str:
     """A PNG as a `data:` URI (no file next to the page)."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def jpeg_uri(rgb: np.ndarray) -> str:
+    """An input image as a JPEG `data:` URI (photos: a fraction of a PNG's size); PNG when it is
+    tiny (a few kB either way, and JPEG blocks would show when the browser enlarges it)."""
+    from PIL import Image
+
+    if max(rgb.shape[:2]) <= 128:
+        return data_uri(_png(rgb))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -120,12 +132,12 @@ def panels(view: SceneView, out_dir: Path) -> str:
     head = (
         f'<tr><th></th><th colspan="{n}">depth</th>'
         f'<th colspan="{n}" class="errhead">|error| vs ground truth</th></tr>'
-        "<tr><th></th>" + "".join(f"<th>view {i}</th>" for i in sel) * 2 + "</tr>"
+        "<tr><th></th>" + "".join(f"<th>view {view.frame_of(i)}</th>" for i in sel) * 2 + "</tr>"
     )
     rows = [head]
     if view.images is not None:
         cells = "".join(
-            _img(data_uri(_png(_shrink(view.images[i]))), "rgb", f"input view {i}") for i in sel
+            _img(jpeg_uri(_shrink(view.images[i])), "rgb", f"input {view.frame_of(i)}") for i in sel
         )
         rows.append(f'<tr class="input"><th>input</th>{cells}{_blank(n)}</tr>')
     for v in view.variants:
@@ -141,7 +153,13 @@ def panels(view: SceneView, out_dir: Path) -> str:
             )
             continue
         cells = "".join(
-            _img(data_uri(coloured(v.depth[i], lo, hi, DEPTH_CMAP)), "depth", f"depth {i}", lo, hi)
+            _img(
+                data_uri(coloured(v.depth[i], lo, hi, DEPTH_CMAP)),
+                "depth",
+                f"depth {view.frame_of(i)}",
+                lo,
+                hi,
+            )
             for i in sel
         )
         if v.error is not None:
@@ -149,7 +167,7 @@ def panels(view: SceneView, out_dir: Path) -> str:
                 _img(
                     data_uri(coloured(v.error[i], 0.0, emax, ERROR_CMAP)),
                     "error",
-                    f"error {i}",
+                    f"error {view.frame_of(i)}",
                     0.0,
                     emax,
                 )
@@ -163,7 +181,7 @@ def panels(view: SceneView, out_dir: Path) -> str:
             _img(
                 data_uri(coloured(view.gt.depth[i], lo, hi, DEPTH_CMAP)),
                 "depth gt",
-                f"ground truth {i}",
+                f"ground truth {view.frame_of(i)}",
                 lo,
                 hi,
             )

@@ -1,7 +1,7 @@
-"""What the report's page shows of a protocol scene, as numbers: which saved predictions belong
-together (a dense job and its accelerated variants, `families`), their depth brought next to the
-ground truth (same pixel grid, the preset's depth alignment) and their point clouds moved into
-the ground-truth world, subsampled for the page.
+"""What the report's page shows of a protocol scene, as numbers: the saved predictions of a
+family (a dense job and its accelerated variants, `report/families.py`), their depth brought next
+to the ground truth (same pixel grid, the preset's depth alignment) and their point clouds moved
+into the ground-truth world, subsampled for the page.
 
 The drawing is `report/scene_html.py`; the page is `report/html.py`. Everything here reads the
 saved `.npz` files and the record's ground truth (`records/replay.py`); nothing is re-scored.
@@ -15,116 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from avggt_bench.errors import DataError
-from avggt_bench.records import read_record
-from avggt_bench.records.replay import RecordScenes, check_frames, dense_parent
-from avggt_bench.records.saved_predictions import (
-    SavedScene,
-    load_scene,
-    predictions_dir,
-    saved_scenes,
-)
+from avggt_bench.records.replay import RecordScenes, check_frames
+from avggt_bench.records.saved_predictions import SavedScene, load_scene
+from avggt_bench.report.families import Family, Member
 
 log = logging.getLogger(__name__)
 
 MAX_VIEWS = 4  # views drawn per scene, evenly spaced over the sequence
-
-
-@dataclass
-class Member:
-    """One job of a family: its record, label and saved scenes (scene id -> .npz)."""
-
-    path: Path
-    record: dict[str, Any]
-    label: str
-    files: dict[str, Path]
-
-
-@dataclass
-class Family:
-    """A dense job and the accelerated jobs of the same configuration (dense first)."""
-
-    title: str
-    members: list[Member]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def scene_ids(self) -> list[str]:
-        """Scenes with saved predictions in any member, in the first record's scene order."""
-        order = [str(s.get("scene_id")) for s in self.members[0].record.get("scenes", [])]
-        saved = {sid for m in self.members for sid in m.files}
-        return [s for s in order if s in saved] + sorted(saved - set(order))
-
-
-def _is_protocol(record: dict[str, Any]) -> bool:
-    return "accuracy" in record.get("metrics", {})
-
-
-def _title(record: dict[str, Any]) -> str:
-    cfg = record.get("config", {})
-    preset = (cfg.get("dataset") or {}).get("name", "?")
-    model = (record.get("model") or {}).get("preset", "?")
-    machine = (record.get("job") or {}).get("machine", "?")
-    return f"{preset} · {model} · {machine}"
-
-
-def _saved(path: Path, notes: list[str]) -> dict[str, Path]:
-    """Scene id -> file of a record; when a file's metadata is unreadable, every file by its
-    name (the scene whose file is broken then says so in its own place)."""
-    try:
-        return saved_scenes(path)
-    except DataError as exc:
-        notes.append(f"{path.name}: {exc}")
-        folder = predictions_dir(path)
-        return {p.stem: p for p in sorted(folder.glob("*.npz")) if not p.name.startswith(".")}
-
-
-def families(
-    paths: list[Path], labels: dict[Path, str] | None = None
-) -> tuple[list[Family], list[str]]:
-    """Group the protocol records among `paths` into families; also notes on records that
-    cannot be shown (unreadable, no saved predictions)."""
-    labels = labels or {}
-    records: dict[Path, dict[str, Any]] = {}
-    notes: list[str] = []
-    for path in dict.fromkeys(Path(p) for p in paths):
-        try:
-            records[path] = read_record(path)
-        except (OSError, ValueError) as exc:
-            notes.append(f"{path.name}: unreadable record ({exc})")
-    members: dict[Path, Member] = {}
-    for path, record in records.items():
-        if not _is_protocol(record):
-            continue
-        files = _saved(path, notes)
-        label = labels.get(path) or str(record.get("run_id", path.stem))
-        members[path] = Member(path, record, label, files)
-    groups: dict[Path, Family] = {}
-    for path, member in members.items():
-        if member.record.get("model", {}).get("is_dense", False):
-            groups.setdefault(path, Family(_title(member.record), []))
-            groups[path].members.insert(0, member)
-            continue
-        parent = dense_parent(path, member.record, records)
-        if parent is None or parent not in members:
-            groups[path] = Family(_title(member.record), [member])
-            groups[path].notes.append(
-                f"{member.label}: no dense job of the same configuration among these records"
-            )
-            continue
-        groups.setdefault(parent, Family(_title(member.record), [])).members.append(member)
-    out = []
-    for family in groups.values():
-        family.members.sort(key=lambda m: not m.record.get("model", {}).get("is_dense", False))
-        for m in family.members:
-            if not m.files:
-                family.notes.append(
-                    f"{m.label} ({m.path.name}) saved no predictions: rerun it with "
-                    "predictions.save=true to see it here"
-                )
-        out.append(family)
-    return out, notes
+MAX_FRAMES = 32  # frames used at most for alignment and point clouds (memory of long scenes)
 
 
 @dataclass
@@ -164,6 +64,12 @@ class SceneView:
     cloud_caption: str = ""
     gt_points: np.ndarray | None = None
     gt_colours: np.ndarray | None = None
+    frames: list[int] = field(default_factory=list)  # the scene's frames used, ascending
+    count: int = 0  # frames of the scene
+
+    def frame_of(self, position: int) -> int:
+        """The scene's frame index of a position in the arrays (they hold `frames` only)."""
+        return self.frames[position] if self.frames else position
 
 
 def pick_views(count: int, most: int = MAX_VIEWS) -> list[int]:
@@ -171,6 +77,18 @@ def pick_views(count: int, most: int = MAX_VIEWS) -> list[int]:
     if count <= 0:
         return []
     return sorted({round(float(x)) for x in np.linspace(0, count - 1, min(most, count))})
+
+
+def frame_subset(saved: SavedScene, frames: list[int]) -> SavedScene:
+    """The saved scene restricted to `frames` (every per-frame tensor and the images)."""
+    count = int(saved.predictions.extrinsics.shape[1])
+    index = torch.as_tensor(frames)
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        return t[:, index] if t.dim() >= 2 and t.shape[1] == count else t
+
+    images = None if saved.images is None else saved.images[frames]
+    return SavedScene(saved.predictions.map(pick), images, saved.meta, saved.path)
 
 
 def ground_truth(replay: RecordScenes, scene: Any, hw: tuple[int, int]) -> GroundTruth:
@@ -285,6 +203,12 @@ def scene_view(
     if first is None:
         view.variants = [VariantView(m.label, note=note) for m, _, note in loaded]
         return view
+    count = int(first.predictions.extrinsics.shape[1])
+    view.frames, view.count = pick_views(count, MAX_FRAMES), count  # bounded memory
+    if len(view.frames) < count:
+        loaded = [(m, s and frame_subset(s, view.frames), n) for m, s, n in loaded]
+        first = frame_subset(first, view.frames)
+        scene = None if scene is None else scene.subset(view.frames)
     hw = tuple(first.predictions.image_hw)
     view.images = first.images
     if scene is not None and replay is not None:
@@ -292,8 +216,7 @@ def scene_view(
             view.gt = ground_truth(replay, scene, hw)
         except Exception as exc:
             view.gt_note = f"ground truth unavailable on the prediction grid: {exc}"
-    count = int(first.predictions.depth.shape[1]) if first.predictions.depth is not None else 0
-    view.views = pick_views(count)
+    view.views = pick_views(len(view.frames))
     if view.gt is not None:
         target, target_mask = view.gt.points, view.gt.valid
     else:  # without ground truth, every variant is moved into the first one's world
@@ -353,6 +276,14 @@ def _fill(
 
 
 def _captions(view: SceneView, kind: str, per: str) -> None:
+    _caption_texts(view, kind, per)
+    if len(view.frames) < view.count:
+        used = f" Only {len(view.frames)} of the {view.count} frames (evenly spaced) are used."
+        view.depth_caption += used
+        view.cloud_caption += used
+
+
+def _caption_texts(view: SceneView, kind: str, per: str) -> None:
     if view.gt is None:
         view.depth_caption = (
             "Predicted depth as saved (no ground truth to align to); one colour scale per scene."
@@ -379,14 +310,12 @@ def _captions(view: SceneView, kind: str, per: str) -> None:
 
 
 __all__ = [
-    "Family",
     "GroundTruth",
-    "Member",
     "SceneView",
     "VariantView",
     "align_depth",
     "depth_alignment",
-    "families",
+    "frame_subset",
     "ground_truth",
     "pick_views",
     "scene_view",
