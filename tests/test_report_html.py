@@ -224,3 +224,17 @@ def test_a_long_scene_uses_evenly_spaced_frames_and_says_so(runs, tmp_path, monk
         assert heads == ["0", "2", "3"] * 2  # depth and error columns
         assert "Only 3 of the 4 frames (evenly spaced) are used." in section
         assert section.count('class="depth') == 3 * 3 and "error-box" not in section
+
+
+def test_an_exported_ply_is_linked_relative_to_the_page(runs, tmp_path):
+    copy = tmp_path / "records"
+    shutil.copytree(runs, copy)
+    [dense] = [p for p in copy.glob("*.json") if "dense" in p.name]
+    first = sorted(saved_scenes(dense).values())[0]
+    ply = dense.with_name(dense.stem + ".exports") / f"{first.stem}.ply"
+    ply.parent.mkdir()
+    ply.write_text("ply\n")
+    found = scenes(build(copy, tmp_path / "out"))
+    link = f'href="../records/{ply.parent.name}/{ply.name}"'
+    assert link in found[first.stem]
+    assert [sid for sid, section in found.items() if ".ply" in section] == [first.stem]
