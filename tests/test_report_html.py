@@ -73,7 +73,9 @@ def test_page_embeds_plotly_once_and_nothing_from_the_network(runs, tmp_path):
     page_itself = text.replace(get_plotlyjs(), "")  # plotly.js names web pages in its code
     urls = re.findall(r'(?:src|href)="([^"]*)"', page_itself)
     assert urls and not [u for u in urls if "://" in u]  # data:, #anchors, relative files
-    assert "@import" not in page_itself and "<link" not in page_itself  # no external CSS or fonts
+    assert "@import" not in page_itself and "<link" not in page_itself  # no external CSS, fonts
+    ids = re.findall(r' id="([^"]+)"', page_itself)
+    assert len(ids) == len(set(ids))  # every anchor and figure id unique
     rest_mb = (len(text.encode()) - len(get_plotlyjs().encode())) / 1e6
     assert rest_mb < 1.5, f"{rest_mb:.1f} MB besides plotly.js for two tiny scenes"
 

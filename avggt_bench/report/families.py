@@ -49,7 +49,8 @@ def _title(record: dict[str, Any]) -> str:
     preset = (cfg.get("dataset") or {}).get("name", "?")
     model = (record.get("model") or {}).get("preset", "?")
     machine = (record.get("job") or {}).get("machine", "?")
-    return f"{preset} · {model} · {machine}"
+    views = cfg.get("num_views")
+    return f"{preset} · {model} · {machine}" + (f" · {views} views" if views else "")
 
 
 def _saved(path: Path, notes: list[str]) -> dict[str, Path]:

@@ -127,9 +127,10 @@ def _ground_truth(family: Family, wanted: list[str]) -> tuple[Any, dict[str, Any
         return None, {}, f"ground truth unavailable ({type(exc).__name__}: {exc})"
 
 
-def _scene(family: Family, sid: str, gt: tuple[Any, dict[str, Any], str], out_dir: Path) -> str:
+def _scene(
+    family: Family, sid: str, gt: tuple[Any, dict[str, Any], str], out_dir: Path, anchor: str
+) -> str:
     replay, scenes, note = gt
-    anchor = _slug(f"{family.title}-{sid}")
     head = f'<section class="scene" id="{anchor}" data-scene="{html.escape(sid, quote=True)}">'
     head += f"<h4>scene {html.escape(sid)}</h4>"
     try:
@@ -165,9 +166,8 @@ def _variant_notes(view: Any) -> str:
     return f'<ul class="note">{"".join(items)}</ul>'
 
 
-def _family(family: Family, out_dir: Path, max_scenes: int) -> tuple[str, bool]:
-    """The family's section and whether it drew a point cloud."""
-    anchor = _slug(family.title)
+def _family(family: Family, out_dir: Path, max_scenes: int, anchor: str) -> tuple[str, bool]:
+    """The family's section (id `anchor`) and whether it drew a point cloud."""
     parts = [f'<section class="family" id="{anchor}"><h3>{html.escape(family.title)}</h3>']
     jobs = "".join(
         f"<li>{html.escape(m.label)}: <code>{html.escape(m.path.name)}</code> "
@@ -188,7 +188,7 @@ def _family(family: Family, out_dir: Path, max_scenes: int) -> tuple[str, bool]:
         parts.append('<p class="note">No scene of these jobs has saved predictions.</p>')
         return "".join([*parts, "</section>"]), False
     gt = _ground_truth(family, shown)
-    body = [_scene(family, sid, gt, out_dir) for sid in shown]
+    body = [_scene(family, sid, gt, out_dir, f"{anchor}-{_slug(sid)}") for sid in shown]
     drew = any('class="plotly-graph-div"' in b for b in body)
     return "".join([*parts, *body, "</section>"]), drew
 
@@ -230,11 +230,12 @@ def write_index(
             "here.</p>"
         )
     plotly = False
-    for family in groups:
-        section, drew = _family(family, out_dir, max_scenes)
+    for n, family in enumerate(groups):
+        anchor = f"family-{n}-{_slug(family.title)}"  # unique even when two titles are alike
+        section, drew = _family(family, out_dir, max_scenes, anchor)
         body.append(section)
         plotly |= drew
-        toc.append(f'<li><a href="#{_slug(family.title)}">{html.escape(family.title)}</a></li>')
+        toc.append(f'<li><a href="#{anchor}">{html.escape(family.title)}</a></li>')
     body.append("</section>")
     head = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
