@@ -7,9 +7,10 @@ Writes to the output folder (default: the first path): `summary.md` (one section
 a compact table, the speedup pivot, flagged rows and the jobs that did not finish ok),
 `summary.csv` (every column of the long table), `summary.tex`, `speedup.csv`, `plots/*.png`,
 `published_comparison.{md,csv}` (speed), `expected_results.{md,csv}` (accuracy per protocol
-preset and metric beside the published number, with a stated tolerance), and lists in
-`summary.md` every record it converted, ignored or superseded. With `--reference`, the
-reference records appear beside the run's (source `reference`) and each run row gets the time
+preset and metric beside the published number, with a stated tolerance), `index.html` (all of it
+as one offline page, with depth maps and point clouds of the scenes whose predictions were saved),
+and lists in `summary.md` every record it converted, ignored or superseded. With `--reference`,
+the reference records appear beside the run's (source `reference`) and each run row gets the time
 ratio to the same configuration in the reference. Reports are derived from the JSON records and
 never edited by hand.
 """
@@ -211,6 +212,9 @@ def write_report(df: pd.DataFrame, notes: list[dict], out_dir: Path) -> dict[str
     if notes:
         lines += ["## Records not used as they are", "", _markdown(pd.DataFrame(notes)), ""]
     paths["markdown"].write_text("\n".join(lines))
+    from avggt_bench.report.html import write_index  # plotly only when a cloud is drawn
+
+    paths["html"] = write_index(out_dir, df)
     return {**paths, **{p.stem: p for p in plots}}
 
 
