@@ -153,6 +153,36 @@ class Route:
         """Per-layer facts for the record (e.g. kept keys); empty for dense routes."""
         return {}
 
+    # How the layer runs frame-sharded (`avggt_bench.parallel`), for the record.
+    sharding: ClassVar[str] = "fallback: all-gather every rank's tokens, whole layer on each rank"
+
+    def run_sharded(
+        self, block: nn.Module, x: torch.Tensor, pos: torch.Tensor, layout: TokenLayout, shard
+    ) -> torch.Tensor:
+        """The layer on this rank's frames `x` `[B, S_r*P, C]` of a scene laid out as `layout`,
+        talking to the other ranks of `shard` (`avggt_bench.parallel.Shard`).
+
+        The fallback for routes without a sharded form: gather every rank's input tokens, run the
+        whole layer, keep this rank's rows. Exact, but neither memory nor compute shrink with R.
+        """
+        from avggt_bench.parallel.comm import all_gather_blocks
+
+        split, per = shard.split, layout.tokens_per_frame
+        batch, _, dim = x.shape
+        blocks = x.reshape(batch, split.count, per, dim)
+        full = all_gather_blocks(blocks, split.counts, split.rank, 1, shard.log, shard.group)
+        full_pos = pos.reshape(batch, split.count, per, 2)[:, :1].expand(-1, split.total, -1, -1)
+        out = self.run(block, full.reshape(batch, -1, dim), full_pos.reshape(batch, -1, 2), layout)
+        return out[:, split.start * per : split.stop * per]
+
+    def comm_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Bytes rank `split.rank` receives in `run_sharded` (the convention of
+        `avggt_bench.parallel.comm`): the fallback all-gathers every rank's tokens."""
+        rows = batch * max(split.counts) * layout.tokens_per_frame
+        return (split.world - 1) * rows * dim * itemsize
+
     def report_columns(self, facts: dict[str, Any]) -> dict[str, Any]:
         """The facts the report shows, under their column labels (`report_facts`)."""
         return {label: facts[key] for key, label in self.report_facts.items() if key in facts}
@@ -190,6 +220,20 @@ class GlobalRoute(Route):
 
     def reference(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
         return softmax_attention(q, k, v)
+
+    sharding: ClassVar[str] = "ring attention over K/V blocks, log-sum-exp merge"
+
+    def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
+        from avggt_bench.attention.ring import RingMixer
+
+        return block(x, pos, layout, RingMixer(shard))
+
+    def comm_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Every other rank's K and V block passes through this rank once."""
+        others = split.total - split.count
+        return 2 * batch * others * layout.tokens_per_frame * dim * itemsize
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

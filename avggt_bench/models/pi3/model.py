@@ -222,9 +222,10 @@ class Pi3(nn.Module):
         y_conf = self.conf_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         y_cam = self.camera_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         with heads_context(images.device):  # fp32 heads unless the precision policy says not
-            xyz = self.point_head(y_point.float(), h, w)
-            conf = self.conf_head(y_conf.float(), h, w)
-            poses = self.camera_head(y_cam.float(), h, w)
+            head = torch.promote_types(y_point.dtype, torch.float32)  # fp32, or fp64 in tests
+            xyz = self.point_head(y_point.to(head), h, w)
+            conf = self.conf_head(y_conf.to(head), h, w)
+            poses = self.camera_head(y_cam.to(head), h, w)
             z_depth = torch.exp(xyz[..., 2:3])
             local = torch.cat((xyz[..., 0:1] * z_depth, xyz[..., 1:2] * z_depth, z_depth), dim=-1)
             local = local.reshape(batch, views, height, width, 3)

@@ -1,0 +1,135 @@
+"""Frame-sharded inference (avggt_bench.parallel) on CPU with gloo: 2 and 3 spawned processes
+(uneven splits) give the single-process outputs, and each global layer receives exactly the bytes
+the cost model predicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from avggt_bench.attention.layout import TokenLayout
+from avggt_bench.attention.routes import build_route
+from avggt_bench.models.dinov2 import DinoArch
+from avggt_bench.models.pi3.model import Pi3, Pi3Arch
+from avggt_bench.models.recipe_weights import fill_recipe_weights
+from avggt_bench.models.vggt.model import VGGT, VGGTArch
+from avggt_bench.parallel import FrameParallel, frame_parallel, split_frames
+from avggt_bench.parallel.launch import spawn_gloo
+
+FRAMES, HW = 5, (56, 84)  # a 4 x 6 patch grid: sigma = 9 keeps 4 patches of 24 per frame
+DINO = DinoArch("dino_tiny", 32, 1, 2)
+VGGT_TINY = VGGTArch(
+    "vggt_tiny",
+    DINO,
+    32,
+    2,
+    2,
+    depth=4,
+    dpt_layers=(0, 1, 2, 3),
+    dpt_features=8,
+    dpt_out_channels=(8, 8, 8, 8),
+)
+PI3_TINY = Pi3Arch("pi3_tiny", DINO, 32, 2, depth=8, head_blocks=1, camera_dim=16)
+SGA_VGGT = "sga(sigma=9,diag=1,mean=1,keep_first_frame=1)"
+ROUTES = {
+    "vggt_dense": ("vggt", ["global"] * 4),
+    "pi3_dense": ("pi3", ["global"] * 4),
+    "vggt_avggt9": ("vggt", ["frame", "frame", SGA_VGGT, SGA_VGGT]),
+    "pi3_avggt_per_frame_mean": (
+        "pi3",
+        ["frame", "sga(sigma=9,keep_first_frame=0,mean_scope=per_frame)", "skip", "mean"],
+    ),
+}
+
+
+def tiny_model(name: str, dtype: torch.dtype) -> torch.nn.Module:
+    family, routes = ROUTES[name]
+    with torch.random.fork_rng():
+        model = VGGT(VGGT_TINY) if family == "vggt" else Pi3(PI3_TINY)
+    fill_recipe_weights(model, 0.03)
+    for key, param in model.named_parameters():  # peaked attention: a wrong key set shows
+        if key.endswith("attn.qkv.weight"):
+            param.data.mul_(8)
+        if key.endswith(".gamma"):  # LayerScale: let every attention branch count
+            param.data.fill_(0.5)
+    policy = "default" if family == "vggt" else "pi3"
+    model.set_routes([build_route(r, policy) for r in routes])
+    return model.to(dtype).eval()
+
+
+def images(dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(1, FRAMES, 3, *HW, generator=g, dtype=torch.float64).to(dtype)
+
+
+def outputs(pred) -> dict[str, torch.Tensor]:
+    """The compared outputs (random weights can give VGGT a zero field of view, so an infinite
+    focal length: the pose encoding stands for the intrinsics)."""
+    fields = ("extrinsics", "depth", "depth_conf", "world_points", "world_points_conf")
+    out = {f: getattr(pred, f) for f in fields}
+    out["intrinsics" if pred.pose_enc is None else "pose_enc"] = (
+        pred.intrinsics if pred.pose_enc is None else pred.pose_enc
+    )
+    return out
+
+
+def sharded_worker(par: FrameParallel, name: str, dtype: torch.dtype, out: str) -> None:
+    model = tiny_model(name, dtype)
+    with torch.no_grad(), frame_parallel(par):
+        pred = model(images(dtype))
+    torch.save({"outputs": outputs(pred), "log": par.log.as_dict()}, Path(out) / f"{par.rank}.pt")
+
+
+def expected_bytes(name: str, dtype: torch.dtype, world: int, rank: int) -> dict[str, int]:
+    family, routes = ROUTES[name]
+    layout = TokenLayout(FRAMES, (HW[0] // 14, HW[1] // 14), 5, family == "vggt")
+    split = split_frames(FRAMES, world, rank)
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    return {
+        f"global {i}": build_route(r).comm_bytes(layout, 32, split, itemsize)
+        for i, r in enumerate(routes)
+    }
+
+
+CASES = [
+    (name, world, dtype, tol)
+    for name in ROUTES
+    for world in (2, 3)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5))
+]
+
+
+@pytest.mark.parametrize(("name", "world", "dtype", "tol"), CASES)
+def test_sharded_outputs_equal_single_process_and_bytes_equal_the_cost_model(
+    tmp_path, name, world, dtype, tol
+):
+    with torch.no_grad():
+        want = outputs(tiny_model(name, dtype)(images(dtype)))
+    spawn_gloo(sharded_worker, world, name, dtype, str(tmp_path))
+    for rank in range(world):
+        got = torch.load(tmp_path / f"{rank}.pt")
+        for key, ref in want.items():
+            err = (got["outputs"][key] - ref).abs().max() / ref.abs().max()
+            assert err <= tol, f"rank {rank} {key}: relative error {err:.2e} > {tol:.0e}"
+        measured = {k: v for k, v in got["log"]["bytes"].items() if k.startswith("global")}
+        predicted = expected_bytes(name, dtype, world, rank)
+        assert {k: measured.get(k, 0) for k in predicted} == predicted
+        assert got["log"]["bytes"]["outputs"] > 0
+
+
+@pytest.mark.parametrize(("frames", "world"), [(5, 2), (5, 3), (7, 3), (3, 3)])
+def test_frame_split_is_contiguous_with_frame_zero_on_rank_zero(frames, world):
+    splits = [split_frames(frames, world, r) for r in range(world)]
+    assert splits[0].start == 0
+    assert [s.count for s in splits] == sorted((s.count for s in splits), reverse=True)
+    assert max(s.count for s in splits) - min(s.count for s in splits) <= 1
+    assert [f for s in splits for f in range(s.start, s.stop)] == list(range(frames))
+
+
+def test_more_ranks_than_frames_is_a_clear_error():
+    from avggt_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot be split over 4 ranks"):
+        split_frames(3, 4)
