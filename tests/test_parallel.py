@@ -133,3 +133,18 @@ def test_more_ranks_than_frames_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="cannot be split over 4 ranks"):
         split_frames(3, 4)
+
+
+def test_parallel_setting_is_checked_and_frames_needs_torchrun(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from avggt_bench.errors import ConfigError
+    from avggt_bench.parallel.launch import start_parallel
+
+    cpu = torch.device("cpu")
+    assert start_parallel(OmegaConf.create({"parallel": "none"}), cpu) is None
+    with pytest.raises(ConfigError, match="valid: none, frames"):
+        start_parallel(OmegaConf.create({"parallel": "frame"}), cpu)
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ConfigError, match="torchrun --nproc-per-node"):
+        start_parallel(OmegaConf.create({"parallel": "frames"}), cpu)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avggt_bench import parallel
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import layer_benchmarks, route_table
 from avggt_bench.flops import model_cost
@@ -15,6 +16,7 @@ from avggt_bench.job.resume import requested_views
 from avggt_bench.job.saving import PredictionSaver
 from avggt_bench.job.units import Stages, build, forward_fn, parent_fidelity, timed_forward
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
+from avggt_bench.parallel.record import parallel_facts
 from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
 from avggt_bench.records import Record
 from avggt_bench.records.machine import LoadMeter
@@ -67,11 +69,15 @@ def run_scene_job(
     record.timings.update({"load_s": t_load["s"], "preprocess_s": t_pre["s"], "forward": stats})
     record.memory = memory
     layout = TokenLayout(scene.num_views, grid, model.num_special, model.family == "vggt")
+    par = parallel.current()
+    if par is not None:  # collective: right after the forward, before any other forward
+        dtype = PRECISIONS.get(precision, images.dtype)
+        record.parallel = parallel_facts(par, model, layout, memory, dtype)
     record.model["route_layers"] = route_table(model.routes, layout)
     # after the forward: data-dependent routes (block-sparse) report their realised sparsity
     record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
     saver = PredictionSaver(cfg, record)
-    if saver.enabled:
+    if saver.enabled and (par is None or par.rank == 0):
         with stages("save predictions"):
             record.input["predictions"] = saver.save(
                 scene.scene_id, scene.dataset, list(scene.frame_ids), pred, images

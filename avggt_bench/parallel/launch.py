@@ -38,6 +38,17 @@ def init_from_env(device: torch.device) -> FrameParallel:
     return FrameParallel(dist.get_world_size(), dist.get_rank())
 
 
+PARALLEL_MODES = ("none", "frames")
+
+
+def start_parallel(cfg: Any, device: torch.device) -> FrameParallel | None:
+    """The job's `parallel` setting: `none` (default) or `frames` (join torchrun's group)."""
+    mode = str(cfg.get("parallel", "none") or "none")
+    if mode not in PARALLEL_MODES:
+        raise ConfigError(f"parallel={mode!r}; valid: {', '.join(PARALLEL_MODES)}")
+    return init_from_env(device) if mode == "frames" else None
+
+
 def local_device(device: torch.device) -> torch.device:
     """This rank's device: `cuda:LOCAL_RANK` for CUDA, the device itself otherwise."""
     if device.type == "cuda" and launched_by_torchrun():

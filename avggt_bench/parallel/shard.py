@@ -66,7 +66,8 @@ def split_frames(frames: int, world: int, rank: int = 0) -> FrameSplit:
 class FrameParallel:
     """A torch.distributed process group that splits every scene's frames over its ranks.
 
-    `log` counts the bytes each collective of this rank received, per label (global layer, head).
+    `log` counts the bytes each collective of this rank received, per label (global layer, head);
+    every forward starts a new count (`shard`), so it holds the latest forward's bytes.
     """
 
     world: int
@@ -79,6 +80,8 @@ class FrameParallel:
             self.log = CommLog(self.world)
 
     def shard(self, frames: int) -> Shard:
+        """This rank's part of a scene of `frames` views, for one forward."""
+        self.log.reset()
         return Shard(self, split_frames(frames, self.world, self.rank))
 
 
