@@ -148,3 +148,29 @@ def test_parallel_setting_is_checked_and_frames_needs_torchrun(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ConfigError, match="torchrun --nproc-per-node"):
         start_parallel(OmegaConf.create({"parallel": "frames"}), cpu)
+
+
+def test_committed_cluster_table_holds_what_the_cost_model_gives_now():
+    from avggt_bench.parallel.cost import table
+
+    committed = (Path(__file__).parents[1] / "results" / "cluster_cost.md").read_text()
+    rows = [
+        line
+        for line in table([1000], [1, 2, 3], ["dense", "avggt_9"], 400, 450).splitlines()
+        if line.startswith("| 1000 |")
+    ]
+    assert len(rows) == 6
+    missing = [row for row in rows if row not in committed]
+    assert not missing, (
+        "stale: rerun python -m avggt_bench.parallel.cost --out results/cluster_cost.md"
+    )
+
+
+def test_dense_ring_workspace_and_sga_bytes_shrink_with_more_ranks():
+    layout = TokenLayout(64, (28, 37), 5, True)
+    dense, sga = build_route("global"), build_route(SGA_VGGT)
+    work = [dense.sharded_workspace_bytes(layout, 1024, split_frames(64, r), 2) for r in (2, 4, 8)]
+    assert work[0] > 1.9 * work[1] > 3.6 * work[2]  # O(N/R)
+    ring = dense.comm_bytes(layout, 1024, split_frames(64, 2), 2)
+    kept = sga.comm_bytes(layout, 1024, split_frames(64, 2), 2)
+    assert kept < ring / 5  # sigma = 9 keeps about a ninth of the patches

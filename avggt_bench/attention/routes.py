@@ -183,6 +183,14 @@ class Route:
         rows = batch * max(split.counts) * layout.tokens_per_frame
         return (split.world - 1) * rows * dim * itemsize
 
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Estimated bytes `run_sharded` holds beyond the rank's own q/k/v and MLP activations
+        (the cluster cost table, `avggt_bench.parallel.cost`): the fallback holds every rank's
+        tokens and runs the whole layer, q/k/v and MLP hidden (8 C per token) for all of them."""
+        return batch * layout.num_tokens * dim * itemsize * 8
+
     def report_columns(self, facts: dict[str, Any]) -> dict[str, Any]:
         """The facts the report shows, under their column labels (`report_facts`)."""
         return {label: facts[key] for key, label in self.report_facts.items() if key in facts}
@@ -234,6 +242,15 @@ class GlobalRoute(Route):
         """Every other rank's K and V block passes through this rank once."""
         others = split.total - split.count
         return 2 * batch * others * layout.tokens_per_frame * dim * itemsize
+
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """The stacked K/V block held and the one in flight, and the fp32 running output and
+        block output of the log-sum-exp merge: O(N/R)."""
+        per = layout.tokens_per_frame
+        blocks = 2 * (split.count + max(split.counts)) * per * dim * itemsize
+        return batch * (blocks + 2 * split.count * per * dim * max(itemsize, 4))
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

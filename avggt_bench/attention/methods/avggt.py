@@ -26,7 +26,13 @@ from avggt_bench.attention.config import (
 from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, softmax_attention
+from avggt_bench.attention.routes import (
+    ROUTES,
+    Route,
+    RouteSpec,
+    build_route,
+    softmax_attention,
+)
 from avggt_bench.attention.sga import SGAMixer, SGAOptions, build_kept_set, kept_set
 from avggt_bench.errors import ConfigError
 from avggt_bench.timing import random_qkv, time_repeats
@@ -75,6 +81,22 @@ class SGARoute(Route):
             acc = max(itemsize, 4)
             total += (split.world - 1) * (2 * batch * columns * dim + columns) * acc
         return total
+
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """The all-gathered kept K/V (the padded parts and their concatenation) and the fp32
+        merge output; ring attention's when nothing is dropped."""
+        ks = kept_set(layout, self.options)
+        per = layout.tokens_per_frame
+        if ks.num_kept == layout.num_tokens and ks.num_dropped == 0:
+            return build_route("global").sharded_workspace_bytes(
+                layout, dim, split, itemsize, batch
+            )
+        kept = ks.kept.view(layout.frames, per)
+        most = max(int(kept[a:b].sum()) for a, b in zip(split.bounds[:-1], split.bounds[1:]))
+        gathered = 2 * 2 * split.world * most * dim * itemsize
+        return batch * (gathered + split.count * per * dim * max(itemsize, 4))
 
     def describe(self, layout: TokenLayout) -> dict[str, Any]:
         ks = kept_set(layout, self.options)

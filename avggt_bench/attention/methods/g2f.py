@@ -61,6 +61,11 @@ class FrameRoute(Route):
     def comm_bytes(self, layout, dim: int, split, itemsize: int, batch: int = 1) -> int:
         return 0
 
+    def sharded_workspace_bytes(
+        self, layout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        return 0
+
     def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
         p = layout.tokens_per_frame
         attn = layout.frames * attention_core_macs(p, p, dim)
@@ -165,6 +170,11 @@ class SkipRoute(Route):
         return self.run(block, x, pos, layout)
 
     def comm_bytes(self, layout, dim: int, split, itemsize: int, batch: int = 1) -> int:
+        return 0
+
+    def sharded_workspace_bytes(
+        self, layout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
         return 0
 
     def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
