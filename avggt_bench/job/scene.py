@@ -77,7 +77,7 @@ def run_scene_job(
     # after the forward: data-dependent routes (block-sparse) report their realised sparsity
     record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()
     saver = PredictionSaver(cfg, record)
-    if saver.enabled and (par is None or par.rank == 0):
+    if saver.enabled:
         with stages("save predictions"):
             record.input["predictions"] = saver.save(
                 scene.scene_id, scene.dataset, list(scene.frame_ids), pred, images
