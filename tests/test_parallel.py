@@ -190,3 +190,40 @@ def test_dense_ring_workspace_and_sga_bytes_shrink_with_more_ranks():
     ring = dense.comm_bytes(layout, 1024, split_frames(64, 2), 2)
     kept = sga.comm_bytes(layout, 1024, split_frames(64, 2), 2)
     assert kept < ring / 5  # sigma = 9 keeps about a ninth of the patches
+
+
+@pytest.mark.slow  # 20 s on 2 loaded cores: a 2-process torchrun job and the same job alone
+def test_torchrun_job_with_parallel_frames_saves_the_single_process_predictions(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    job = [
+        "model=vggt_small", "attention=avggt_9", "dataset=synthetic", "num_views=3",
+        "device=cpu", "threads=1", "timing.warmup=0", "timing.repeats=1",
+        "model.preprocess.size=112", "predictions.save=true", "predictions.dtype=float32",
+        f"paths.cache={tmp_path / 'cache'}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2"]
+    runs = {
+        "alone": [sys.executable, "-m", "avggt_bench.run"],
+        "sharded": [*torchrun, "-m", "avggt_bench.run", "parallel=frames"],
+    }
+    for name, cmd in runs.items():
+        subprocess.run([*cmd, *job, f"record.dir={tmp_path / name}"], env=env, check=True)
+    records = {n: list((tmp_path / n).glob("*.json")) for n in runs}
+    assert [len(r) for r in records.values()] == [1, 1]  # rank 0 alone writes the record
+    rec = json.loads(records["sharded"][0].read_text())
+    par = rec["parallel"]
+    assert rec["status"] == "ok" and rec["job"]["world_size"] == 2 == par["world_size"]
+    assert par["frame_split"] == [0, 2, 3] and par["fallback_layers"] == []
+    assert par["bytes_match_cost_model"] and all(p["peak_bytes"] > 0 for p in par["per_rank"])
+    assert sum(par["per_rank"][0]["bytes_per_layer"]) > 0
+    saved = {n: np.load(next((tmp_path / n).glob("*.predictions/*.npz"))) for n in runs}
+    for key in ("extrinsics", "pose_enc", "depth", "depth_conf", "world_points"):
+        ref, got = saved["alone"][key], saved["sharded"][key]
+        assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), key
