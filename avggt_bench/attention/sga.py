@@ -271,9 +271,9 @@ class SGAMixer:
         if self.shard is None:
             return k[:, :, ks.idx], v[:, :, ks.idx]
         split, per = self.shard.split, layout.tokens_per_frame
-        kept = ks.kept.view(layout.frames, per)
+        kept = kept_set(layout, self.opts).kept.view(layout.frames, per)  # on the CPU: no sync
         counts = [int(kept[a:b].sum()) for a, b in zip(split.bounds[:-1], split.bounds[1:])]
-        local = torch.nonzero(kept[split.start : split.stop].reshape(-1)).squeeze(1)
+        local = torch.nonzero(kept[split.start : split.stop].reshape(-1)).squeeze(1).to(k.device)
         kv = torch.stack((k[:, :, local], v[:, :, local]))
         kv = all_gather_blocks(kv, counts, split.rank, 3, self.shard.log, self.shard.group)
         return kv[0], kv[1]

@@ -72,7 +72,7 @@ def run_scene_job(
     par = parallel.current()
     if par is not None:  # collective: right after the forward, before any other forward
         dtype = PRECISIONS.get(precision, images.dtype)
-        record.parallel = parallel_facts(par, model, layout, memory, dtype)
+        record.parallel = parallel_facts(par, model, layout, memory, dtype, stats["median_s"])
     record.model["route_layers"] = route_table(model.routes, layout)
     # after the forward: data-dependent routes (block-sparse) report their realised sparsity
     record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()

@@ -35,8 +35,11 @@ def parallel_facts(
     layout: TokenLayout,
     memory: dict[str, Any],
     dtype: torch.dtype,
+    forward_s: float | None = None,
 ) -> dict[str, Any]:
-    """The record's `parallel` section (collective: every rank must call it after the forward)."""
+    """The record's `parallel` section (collective: every rank must call it after the forward).
+    With the forward's median time, each rank's received bytes per second over the whole forward:
+    the link bandwidth the run used on average, to set beside the link's own."""
     mine = {
         "rank": par.rank,
         "peak_bytes": memory.get("peak_bytes"),
@@ -66,6 +69,9 @@ def parallel_facts(
                 "bytes_per_layer": list(measured.values()),
                 "bytes_per_layer_predicted": list(predicted.values()),
                 "bytes_heads_and_outputs": others,
+                "received_gb_per_s": (
+                    sum(facts["bytes"].values()) / forward_s / 1e9 if forward_s else None
+                ),
             }
         )
     return {
