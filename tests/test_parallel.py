@@ -41,6 +41,19 @@ ROUTES = {
         "pi3",
         ["frame", "sga(sigma=9,keep_first_frame=0,mean_scope=per_frame)", "skip", "mean"],
     ),
+    # SGA switches whose sharded form differs: own-key corrections, per-frame grids (uneven kept
+    # counts per rank), appended means, everything kept (the ring path)
+    "vggt_sga_switches": (
+        "vggt",
+        [
+            "sga(sigma=4,keep_first_frame=1,mean_key_space=pre_rope,mean_exclude_self=1,"
+            "grid_phase=per_frame)",
+            "sga(sigma=9,keep_first_frame=0,diag=0,mean_path=append)",
+            "sga(sigma=6,keep_first_frame=1,diag_for_kept_queries=1,mean_log_count_bias=1,"
+            "mean_over=all_patches)",
+            "sga(sigma=1,keep_first_frame=0)",
+        ],
+    ),
 }
 
 
@@ -95,12 +108,13 @@ def expected_bytes(name: str, dtype: torch.dtype, world: int, rank: int) -> dict
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 # the fast suite keeps one case per model, route kind and dtype (about 3-4 s each on a loaded
-# 2-core machine); all 16 together took 62 s there, so the rest are `slow`
+# 2-core machine); all 20 together took about 75 s there, so the rest are `slow`
 FAST = {
     ("vggt_dense", 3, torch.float64),
     ("pi3_dense", 3, torch.float32),
     ("vggt_avggt9", 3, torch.float64),
     ("pi3_avggt_per_frame_mean", 2, torch.float64),
+    ("vggt_sga_switches", 3, torch.float64),
 }
 CASES = [
     pytest.param(

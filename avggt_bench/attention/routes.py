@@ -8,8 +8,9 @@ the global block on tokens `x` `[B, S*P, C]` laid out as `layout` describes.
 
 A route owns everything about itself: besides `run`, its analytic `cost` (the cost model sums the
 routes' answers), its exact slow `reference` (what the tests hold the fast path to), its layer
-`microbenchmark` and the per-layer facts it reports (`describe`, with `report_facts` naming the ones
-the report shows as columns). The job, the cost model and the report call these methods and never
+`microbenchmark`, the per-layer facts it reports (`describe`, with `report_facts` naming the ones
+the report shows as columns) and its frame-sharded form (`run_sharded`, with the bytes it receives,
+`comm_bytes`, and its workspace; `avggt_bench.parallel`). The job, the cost model and the report call these methods and never
 name a method. A new route is a subclass registered with `@ROUTES.register(name, description)`.
 """
 
