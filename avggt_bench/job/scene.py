@@ -39,9 +39,11 @@ def run_scene_job(
         scene = dataset.load_views(requested_views(cfg))
     with stages("build", cfg.model.name):
         model = build(cfg, device, precision, record)
+    par = parallel.current()  # frame-parallel: the model moves only its own frames to the GPU
     with stages("preprocess") as t_pre:
         pre = preprocess(scene.images, pre_cfg)
-        images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
+        to = device if par is None else torch.device("cpu")
+        images = pre.images.to(to, WEIGHT_PRECISIONS.get(precision, torch.float32))
     height, width = images.shape[-2:]
     patch = model.arch.patch_size
     grid = (height // patch, width // patch)
@@ -69,7 +71,6 @@ def run_scene_job(
     record.timings.update({"load_s": t_load["s"], "preprocess_s": t_pre["s"], "forward": stats})
     record.memory = memory
     layout = TokenLayout(scene.num_views, grid, model.num_special, model.family == "vggt")
-    par = parallel.current()
     if par is not None:  # collective: right after the forward, before any other forward
         dtype = PRECISIONS.get(precision, images.dtype)
         record.parallel = parallel_facts(par, model, layout, memory, dtype, stats["median_s"])

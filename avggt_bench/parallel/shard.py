@@ -100,6 +100,11 @@ class Shard:
     def group(self) -> Any:
         return self.parallel.group
 
+    def own_frames(self, images: Any, device: Any) -> Any:
+        """This rank's frames of `[B, S, ...]` images, on `device` (the job keeps a sharded
+        scene's images on the CPU, so a GPU holds only its own block)."""
+        return images[:, self.split.start : self.split.stop].to(device)
+
 
 _ACTIVE: list[FrameParallel] = []
 

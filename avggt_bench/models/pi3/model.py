@@ -223,7 +223,7 @@ class Pi3(nn.Module):
         images = check_images(images, self.arch.patch_size)
         shard = shard_for(images.shape[1])  # None unless frame-parallel (avggt_bench.parallel)
         if shard is not None:  # every head is per view: nothing to gather before the outputs
-            images = images[:, shard.split.start : shard.split.stop]
+            images = shard.own_frames(images, self.register_token.device)
         batch, views, _, height, width = images.shape
         h, w = height // self.arch.patch_size, width // self.arch.patch_size
         z, pos, frame_layout = self.decode(images, shard)

@@ -98,7 +98,7 @@ class VGGT(nn.Module):
         height, width = images.shape[-2:]
         shard = shard_for(images.shape[1])  # None unless frame-parallel (avggt_bench.parallel)
         if shard is not None:
-            images = images[:, shard.split.start : shard.split.stop]
+            images = shard.own_frames(images, self.aggregator.camera_token.device)
         tokens, _ = self.aggregator(images, keep=self.kept_layers(), shard=shard)
         last = tokens[self.arch.depth - 1]
         with heads_context(images.device):  # fp32 heads unless the precision policy says not
