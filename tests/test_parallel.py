@@ -241,3 +241,27 @@ def test_torchrun_job_with_parallel_frames_saves_the_single_process_predictions(
     for key in ("extrinsics", "pose_enc", "depth", "depth_conf", "world_points"):
         ref, got = saved["alone"][key], saved["sharded"][key]
         assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), key
+
+
+@pytest.mark.slow  # 20 s on 2 loaded cores
+def test_torchrun_protocol_job_records_each_scenes_bytes(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "-m",
+        "avggt_bench.run", "parallel=frames", "model=vggt_small", "attention=avggt_9",
+        "dataset=synthetic_trajectory", "num_views=3", "device=cpu", "threads=1",
+        "timing.warmup=0", "timing.repeats=1", "model.preprocess.size=112",
+        f"paths.cache={tmp_path / 'cache'}", f"record.dir={tmp_path}",
+    ]  # fmt: skip
+    subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    (path,) = tmp_path.glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "ok" and rec["parallel"]["world_size"] == 2
+    assert len(rec["scenes"]) == 2
+    for row in rec["scenes"]:
+        assert row["parallel"]["frame_split"] == [0, 2, 3]
+        assert row["parallel"]["bytes_match_cost_model"]

@@ -74,8 +74,8 @@ def execute(cfg: DictConfig, jid: JobId) -> Record:
                 run_protocol_job(cfg, device, precision, record, dataset, load)
             else:
                 run_scene_job(cfg, device, precision, record, dataset, load)
-        if par is not None and not record.parallel:  # protocol jobs: no per-layer bytes yet
-            record.parallel = {"world_size": par.world, "note": "per-layer bytes: scene jobs only"}
+        if par is not None and not record.parallel:  # protocol jobs: per scene, in its row
+            record.parallel = {"world_size": par.world, "per_scene": "scenes[i].parallel"}
         record.stage = None
     except KeyboardInterrupt:
         record.status, record.message = "error", "interrupted (Ctrl-C); rerun to compute it"
