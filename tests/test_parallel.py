@@ -265,3 +265,17 @@ def test_torchrun_protocol_job_records_each_scenes_bytes(tmp_path):
     for row in rec["scenes"]:
         assert row["parallel"]["frame_split"] == [0, 2, 3]
         assert row["parallel"]["bytes_match_cost_model"]
+
+
+def test_log_sum_exp_merge_of_key_blocks_equals_softmax_over_all_keys():
+    from avggt_bench.attention.lse import attn_lse, merge_lse
+    from avggt_bench.attention.routes import softmax_attention
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (3 * torch.randn(1, 2, 7, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    out = lse = None
+    for block in (slice(0, 3), slice(3, 4), slice(4, 7)):
+        part, part_lse, _ = attn_lse(q, k[:, :, block], v[:, :, block], "math")
+        out, lse = merge_lse(out, lse, part, part_lse)
+    assert torch.allclose(out, softmax_attention(q, k, v), rtol=0, atol=1e-13)
+    assert torch.allclose(lse, torch.logsumexp(q @ k.mT / 8**0.5, -1), rtol=0, atol=1e-13)
