@@ -10,8 +10,9 @@ A route owns everything about itself: besides `run`, its analytic `cost` (the co
 routes' answers), its exact slow `reference` (what the tests hold the fast path to), its layer
 `microbenchmark`, the per-layer facts it reports (`describe`, with `report_facts` naming the ones
 the report shows as columns) and its frame-sharded form (`run_sharded`, with the bytes it receives,
-`comm_bytes`, and its workspace; `avggt_bench.parallel`). The job, the cost model and the report call these methods and never
-name a method. A new route is a subclass registered with `@ROUTES.register(name, description)`.
+`comm_bytes`, and its workspace; `avggt_bench.parallel`). The job, the cost model and the report
+call these methods and never name a method. A new route is a subclass registered with
+`@ROUTES.register(name, description)`.
 """
 
 from __future__ import annotations
