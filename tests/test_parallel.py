@@ -32,11 +32,13 @@ VGGT_TINY = VGGTArch(
     dpt_out_channels=(8, 8, 8, 8),
 )
 PI3_TINY = Pi3Arch("pi3_tiny", DINO, 32, 2, depth=8, head_blocks=1, camera_dim=16)
-SGA_VGGT = "sga(sigma=9,diag=1,mean=1,keep_first_frame=1)"
+SGA_VGGT = "sga(sigma=9,diag=1,mean=1,keep_first_frame=1)"  # AVGGT(9)'s SGA layers
+SGA_PI3 = "sga(sigma=9,diag=1,mean=1,keep_first_frame=0)"
 ROUTES = {
     "vggt_dense": ("vggt", ["global"] * 4),
     "pi3_dense": ("pi3", ["global"] * 4),
     "vggt_avggt9": ("vggt", ["frame", "frame", SGA_VGGT, SGA_VGGT]),
+    "pi3_avggt9": ("pi3", ["frame", "frame", SGA_PI3, SGA_PI3]),
     "pi3_avggt_per_frame_mean": (
         "pi3",
         ["frame", "sga(sigma=9,keep_first_frame=0,mean_scope=per_frame)", "skip", "mean"],
@@ -108,7 +110,7 @@ def expected_bytes(name: str, dtype: torch.dtype, world: int, rank: int) -> dict
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 # the fast suite keeps one case per model, route kind and dtype (about 3-4 s each on a loaded
-# 2-core machine); all 20 together took about 75 s there, so the rest are `slow`
+# 2-core machine); all 24 together took about 90 s there, so the rest are `slow`
 FAST = {
     ("vggt_dense", 3, torch.float64),
     ("pi3_dense", 3, torch.float32),
