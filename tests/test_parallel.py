@@ -281,3 +281,23 @@ def test_log_sum_exp_merge_of_key_blocks_equals_softmax_over_all_keys():
         out, lse = merge_lse(out, lse, part, part_lse)
     assert torch.allclose(out, softmax_attention(q, k, v), rtol=0, atol=1e-13)
     assert torch.allclose(lse, torch.logsumexp(q @ k.mT / 8**0.5, -1), rtol=0, atol=1e-13)
+
+
+def host_gather_worker(par: FrameParallel, frames: int, out: str) -> None:
+    from avggt_bench.parallel.comm import all_gather_blocks_to_host
+
+    split = split_frames(frames, par.world, par.rank)
+    whole = torch.arange(2 * frames * 6, dtype=torch.float32).reshape(2, frames, 3, 2)
+    mine = whole[:, split.start : split.stop]
+    frame_bytes = 2 * 3 * 2 * 4
+    got = all_gather_blocks_to_host(mine, split.counts, par.rank, par.log, chunk_bytes=frame_bytes)
+    torch.save({"got": got, "whole": whole, "bytes": par.log.bytes["other"]}, f"{out}/{par.rank}")
+
+
+def test_outputs_gathered_to_the_host_in_rounds_equal_one_all_gather(tmp_path):
+    frames, world = 7, 3  # blocks of 3, 2, 2 frames; one frame per rank and round
+    spawn_gloo(host_gather_worker, world, frames, str(tmp_path))
+    for rank in range(world):
+        res = torch.load(tmp_path / str(rank))
+        assert torch.equal(res["got"], res["whole"])
+        assert res["bytes"] == (world - 1) * 3 * (2 * 3 * 2 * 4)  # = one padded all-gather

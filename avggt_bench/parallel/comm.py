@@ -80,6 +80,42 @@ def all_gather_blocks(
     return torch.cat([p.narrow(dim, 0, c) for p, c in zip(parts, counts)], dim=dim)
 
 
+def all_gather_blocks_to_host(
+    t: torch.Tensor,
+    counts: Sequence[int],
+    rank: int,
+    log: CommLog,
+    group: Any = None,
+    chunk_bytes: int = 1 << 28,
+) -> torch.Tensor:
+    """`all_gather_blocks` along dim 1 into a CPU tensor, a few frames at a time, so the device
+    never holds more than about `chunk_bytes` x R of it (the full-resolution outputs of thousands
+    of views do not fit beside the model). Same bytes as one all-gather: each round pads to its
+    largest piece, and the rounds' sizes add up to the largest block."""
+    world, most = len(counts), max(counts)
+    bounds = [0]
+    for c in counts:
+        bounds.append(bounds[-1] + c)
+    frame_bytes = max(1, t[:, :1].numel() * t.element_size())
+    step = max(1, chunk_bytes // (frame_bytes * world))
+    shape = list(t.shape)
+    shape[1] = bounds[-1]
+    out = torch.empty(shape, dtype=t.dtype)
+    for off in range(0, most, step):
+        n = min(step, most - off)
+        mine = t[:, off : off + max(0, min(n, counts[rank] - off))]
+        pad = list(mine.shape)
+        pad[1] = n - mine.shape[1]
+        piece = torch.cat((mine, mine.new_zeros(pad)), dim=1) if pad[1] else mine.contiguous()
+        parts = [torch.empty_like(piece) for _ in range(world)]
+        dist.all_gather(parts, piece, group=group)
+        log.add("all_gather", (world - 1) * nbytes(piece))
+        for r, part in enumerate(parts):
+            valid = max(0, min(n, counts[r] - off))
+            out[:, bounds[r] + off : bounds[r] + off + valid] = part[:, :valid].cpu()
+    return out
+
+
 def all_reduce_sum(t: torch.Tensor, log: CommLog, group: Any = None) -> torch.Tensor:
     """Sum of `t` over the ranks (a new tensor)."""
     out = t.contiguous().clone()

@@ -144,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         "* **memory/GPU**: an estimate of the largest live tensors (weights, the GPU's tokens, the"
         " 4 kept layers the DPT heads read, one layer's q/k/v and MLP hidden, the largest"
-        " workspace of a global layer's sharded form); the DPT heads' 8-frame working set and the"
-        " gathered outputs are not included.",
+        " workspace of a global layer's sharded form); the DPT heads' 8-frame working set is not"
+        " included; the gathered outputs go to host memory, a few frames at a time.",
         "* **trunk comm/GPU**: bytes this GPU receives in the 24 global layers of one forward"
         " (exact; the counting convention of `avggt_bench/parallel/comm.py`, checked against the"
         " measured bytes by `tests/test_parallel.py`). Dense: ring attention passes every other"
@@ -153,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         " per-frame (no communication), the 15 SGA layers all-gather the kept K/V (about 1/9 of"
         " the patches, plus frame 0 and the special tokens) and all-reduce the mean-fill sums.",
         "* **heads + outputs comm/GPU**: the camera tokens the camera head gathers and the"
-        " full-resolution outputs (depth, points, confidences in fp32) all-gathered to every GPU"
-        " so that the job scores them unchanged: this term dominates and would shrink to rank 0"
-        " alone with a gather to one rank.",
+        " full-resolution outputs (depth, points, confidences in fp32) all-gathered into every"
+        " rank's host memory so that the job scores them unchanged: with AVGGT(9) this is about"
+        " half the trunk's traffic; a gather to rank 0 alone would leave the other GPUs only"
+        " the camera tokens.",
         f"* **compute/GPU**: analytic MACs (`avggt_bench.flops`) / GPUs at {args.tflops:g}"
         f" TFLOP/s sustained; **trunk comm (s)**: trunk bytes at {args.link_gb_s:g} GB/s into"
         " one GPU (NVLink-class). Ring steps overlap the transfer of the next block with the"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.parallel.comm import all_gather_blocks
+from avggt_bench.parallel.comm import all_gather_blocks, all_gather_blocks_to_host
 from avggt_bench.parallel.shard import Shard
 
 
@@ -17,6 +17,13 @@ def gather_frames(t: torch.Tensor, shard: Shard, label: str, dim: int = 1) -> to
 
 
 def gather_predictions(pred: Predictions, shard: Shard) -> Predictions:
-    """The whole scene's predictions on every rank from each rank's frames (every tensor of
-    `Predictions` has the frames on dim 1), so the job scores them as if single-process."""
-    return pred.map(lambda t: gather_frames(t, shard, "outputs"))
+    """The whole scene's predictions on every rank, in CPU memory, from each rank's frames (every
+    tensor of `Predictions` has the frames on dim 1), so the job scores them as if
+    single-process; gathered a few frames at a time, so a GPU never holds all of them."""
+    split = shard.split
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        return all_gather_blocks_to_host(t, split.counts, split.rank, shard.log, shard.group)
+
+    with shard.log.under("outputs"):
+        return pred.map(gather)
