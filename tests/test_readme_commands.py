@@ -15,6 +15,7 @@ change here unless it starts a new kind of program):
   `avggt_bench.run experiment=bench_cpu`.
 - other Python entry points (argparse): `--help`, and each relative path argument must exist.
 - `make <target> ...`: `make -n <target> ...` (the target exists and its recipe expands).
+- `torchrun [options] -m module args`: checked as `python -m module args`.
 - Lines that set up the shell (`export`, `cd`) run before the command; `source .venv/bin/activate`
   is dropped, PATH already starts with the environment's bin folder.
 - Other programs (git, pip, wandb, ...) are skipped with the reason; one not found on PATH fails.
@@ -139,6 +140,9 @@ def cheap_form(command: list[str]) -> list[Step] | str:
         env_prefix.append(command.pop(0))  # VAR=value before the program
     prog, args = command[0], command[1:]
     name, scripts = Path(prog).name, console_scripts()
+    if name == "torchrun" and "-m" in args:  # the module it starts, checked in one process
+        prog, args = sys.executable, args[args.index("-m") :]
+        name = "python"
     if name == "make":
         return [Step([*env_prefix, prog, "-n", *args], "make")]
     if name in PYTHONS:  # `python`, `.venv/bin/python`: the environment's interpreter

@@ -141,3 +141,24 @@ def attn_lse(
     backend = select_backend(kernel, backend_env(q.device, q.dtype, q.shape[-1]))
     out, lse = BACKENDS[backend](q, k, v)
     return out, lse, backend
+
+
+def merge_lse(
+    out: torch.Tensor | None,
+    lse: torch.Tensor | None,
+    part: torch.Tensor,
+    part_lse: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention over the union of two key sets from each set's output and log-sum-exp
+    (max-subtracted): `out` `[B, H, T, d]` in the accumulation dtype, `lse` `[B, H, T]`. `out`
+    None starts the merge with `part`. Updates `out` and `part` in place (both are the caller's
+    own temporaries: a kernel's output), so a merge allocates no output-sized buffer."""
+    acc = torch.promote_types(part.dtype, torch.float32)
+    part, part_lse = part.to(acc), part_lse.to(acc)
+    if out is None:
+        return part, part_lse
+    top = torch.maximum(lse, part_lse)
+    a, b = torch.exp(lse - top), torch.exp(part_lse - top)
+    total = a + b
+    out.mul_((a / total)[..., None]).add_(part.mul_((b / total)[..., None]))
+    return out, top + torch.log(total)

@@ -8,9 +8,11 @@ the global block on tokens `x` `[B, S*P, C]` laid out as `layout` describes.
 
 A route owns everything about itself: besides `run`, its analytic `cost` (the cost model sums the
 routes' answers), its exact slow `reference` (what the tests hold the fast path to), its layer
-`microbenchmark` and the per-layer facts it reports (`describe`, with `report_facts` naming the ones
-the report shows as columns). The job, the cost model and the report call these methods and never
-name a method. A new route is a subclass registered with `@ROUTES.register(name, description)`.
+`microbenchmark`, the per-layer facts it reports (`describe`, with `report_facts` naming the ones
+the report shows as columns) and its frame-sharded form (`run_sharded`, with the bytes it receives,
+`comm_bytes`, and its workspace; `avggt_bench.parallel`). The job, the cost model and the report
+call these methods and never name a method. A new route is a subclass registered with
+`@ROUTES.register(name, description)`.
 """
 
 from __future__ import annotations
@@ -153,6 +155,44 @@ class Route:
         """Per-layer facts for the record (e.g. kept keys); empty for dense routes."""
         return {}
 
+    # How the layer runs frame-sharded (`avggt_bench.parallel`), for the record.
+    sharding: ClassVar[str] = "fallback: all-gather every rank's tokens, whole layer on each rank"
+
+    def run_sharded(
+        self, block: nn.Module, x: torch.Tensor, pos: torch.Tensor, layout: TokenLayout, shard
+    ) -> torch.Tensor:
+        """The layer on this rank's frames `x` `[B, S_r*P, C]` of a scene laid out as `layout`,
+        talking to the other ranks of `shard` (`avggt_bench.parallel.Shard`).
+
+        The fallback for routes without a sharded form: gather every rank's input tokens, run the
+        whole layer, keep this rank's rows. Exact, but neither memory nor compute shrink with R.
+        """
+        from avggt_bench.parallel.comm import all_gather_blocks
+
+        split, per = shard.split, layout.tokens_per_frame
+        batch, _, dim = x.shape
+        blocks = x.reshape(batch, split.count, per, dim)
+        full = all_gather_blocks(blocks, split.counts, split.rank, 1, shard.log, shard.group)
+        full_pos = pos.reshape(batch, split.count, per, 2)[:, :1].expand(-1, split.total, -1, -1)
+        out = self.run(block, full.reshape(batch, -1, dim), full_pos.reshape(batch, -1, 2), layout)
+        return out[:, split.start * per : split.stop * per]
+
+    def comm_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Bytes rank `split.rank` receives in `run_sharded` (the convention of
+        `avggt_bench.parallel.comm`): the fallback all-gathers every rank's tokens."""
+        rows = batch * max(split.counts) * layout.tokens_per_frame
+        return (split.world - 1) * rows * dim * itemsize
+
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Estimated bytes `run_sharded` holds beyond the rank's own q/k/v and MLP activations
+        (the cluster cost table, `avggt_bench.parallel.cost`): the fallback holds every rank's
+        tokens and runs the whole layer, q/k/v and MLP hidden (8 C per token) for all of them."""
+        return batch * layout.num_tokens * dim * itemsize * 8
+
     def report_columns(self, facts: dict[str, Any]) -> dict[str, Any]:
         """The facts the report shows, under their column labels (`report_facts`)."""
         return {label: facts[key] for key, label in self.report_facts.items() if key in facts}
@@ -190,6 +230,29 @@ class GlobalRoute(Route):
 
     def reference(self, q, k, v, ctx: AttentionContext) -> torch.Tensor:
         return softmax_attention(q, k, v)
+
+    sharding: ClassVar[str] = "ring attention over K/V blocks, log-sum-exp merge"
+
+    def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
+        from avggt_bench.attention.ring import RingMixer
+
+        return block(x, pos, layout, RingMixer(shard))
+
+    def comm_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Every other rank's K and V block passes through this rank once."""
+        others = split.total - split.count
+        return 2 * batch * others * layout.tokens_per_frame * dim * itemsize
+
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """The stacked K/V block held and the one in flight, and the fp32 running output and
+        block output of the log-sum-exp merge: O(N/R)."""
+        per = layout.tokens_per_frame
+        blocks = 2 * (split.count + max(split.counts)) * per * dim * itemsize
+        return batch * (blocks + 2 * split.count * per * dim * max(itemsize, 4))
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

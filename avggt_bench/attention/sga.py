@@ -9,6 +9,9 @@ the top-left patch of every s_h x s_w window of the other frames). Each query al
 when it was dropped (diagonal) and one mean key/value pair standing in for the dropped patches
 (mean-fill); the three parts share one softmax. Computed as one fused attention over 𝒦 that returns
 the log-sum-exp, then a max-subtracted merge of the diagonal and mean terms, chunked over queries.
+Frame-sharded (`avggt_bench.parallel`), each rank keeps its queries, all-gathers the kept K/V and
+all-reduces the mean-fill sums and counts; the merge is the same code. One file of about 410 lines:
+the kept set, the sums and the merge are private to the mixer in both forms.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from avggt_bench.attention.base import AttentionContext
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.lse import attn_lse, choose_backend
+from avggt_bench.attention.ring import RingMixer
 from avggt_bench.attention.routes import checked_params
 from avggt_bench.errors import ConfigError
+from avggt_bench.parallel.comm import all_gather_blocks, all_reduce_sum
+from avggt_bench.parallel.shard import Shard
 
 SIGMA_STRIDES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 6: (2, 3), 9: (3, 3)}
 CHOICES = {
@@ -213,9 +219,12 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 class SGAMixer:
     """The SGA token mixer of one global layer (route `sga`)."""
 
-    def __init__(self, opts: SGAOptions, policy: str = "default") -> None:
+    def __init__(
+        self, opts: SGAOptions, policy: str = "default", shard: Shard | None = None
+    ) -> None:
         self.opts = opts
         self.policy = policy
+        self.shard = shard  # frame-sharded: q/k/v are this rank's frames (avggt_bench.parallel)
         self.needs_unrotated_keys = opts.mean and opts.mean_key_space == "pre_rope"
         self.last_backend: str | None = None
 
@@ -225,10 +234,16 @@ class SGAMixer:
         ks = kept_set(ctx.layout, self.opts, q.device)
         if ks.num_kept == ks.num_tokens and ks.num_dropped == 0:
             self.last_backend = "dense"  # σ = 1 or nothing to drop: the exact dense path
+            if self.shard is not None:
+                return RingMixer(self.shard)(q, k, v, ctx)
             return sdpa(q, k, v, self.policy)
-        k_kept, v_kept = k[:, :, ks.idx], v[:, :, ks.idx]
+        frames = self._frames(ctx.layout)
+        rows = slice(
+            frames.start * ctx.layout.tokens_per_frame, frames.stop * ctx.layout.tokens_per_frame
+        )
+        k_kept, v_kept = self._kept_kv(k, v, ks, ctx.layout)
         opts = self.opts
-        mean = self._means(k, v, ks, ctx) if opts.mean and ks.mean_mask.any() else None
+        mean = self._means(k, v, ks, ctx, frames) if opts.mean and ks.mean_mask.any() else None
         if mean is not None and opts.mean_path == "append":  # mean rows as plain keys (= merge)
             n = mean.counts[:, None]
             k_kept = torch.cat((k_kept, (mean.k_sum / n).to(k.dtype)), dim=2)
@@ -238,30 +253,73 @@ class SGAMixer:
         diag_mask = None
         if opts.diag:
             diag_mask = torch.ones_like(ks.kept) if opts.diag_for_kept_queries else ~ks.kept
+            diag_mask = diag_mask[rows]
             if not diag_mask.any():
                 diag_mask = None
         if mean is None and diag_mask is None:
             return out
         return self._merge(q, k, v, out, lse, mean, diag_mask, ks)
 
-    def _means(self, k, v, ks: KeptSet, ctx: AttentionContext) -> MeanTerms:
-        """fp32 sums of the mean-fill keys/values per column (one global, or one per frame)."""
+    def _frames(self, layout: TokenLayout) -> slice:
+        """The scene's frames this call holds: all of them, or this rank's block."""
+        if self.shard is None:
+            return slice(0, layout.frames)
+        return slice(self.shard.split.start, self.shard.split.stop)
+
+    def _kept_kv(self, k, v, ks: KeptSet, layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor]:
+        """K/V of the kept set; sharded: each rank's kept rows, all-gathered in scene order."""
+        if self.shard is None:
+            return k[:, :, ks.idx], v[:, :, ks.idx]
+        split, per = self.shard.split, layout.tokens_per_frame
+        kept = kept_set(layout, self.opts).kept.view(layout.frames, per)  # on the CPU: no sync
+        counts = [int(kept[a:b].sum()) for a, b in zip(split.bounds[:-1], split.bounds[1:])]
+        local = torch.nonzero(kept[split.start : split.stop].reshape(-1)).squeeze(1).to(k.device)
+        kv = torch.stack((k[:, :, local], v[:, :, local]))
+        kv = all_gather_blocks(kv, counts, split.rank, 3, self.shard.log, self.shard.group)
+        return kv[0], kv[1]
+
+    def _means(self, k, v, ks: KeptSet, ctx: AttentionContext, frames: slice) -> MeanTerms:
+        """fp32 sums of the mean-fill keys/values per column (one global, or one per frame);
+        sharded, each rank sums its frames and one all-reduce adds the sums and counts."""
         keys = ctx.k_unrotated if self.opts.mean_key_space == "pre_rope" else k
-        per_frame_tokens = ks.mean_mask.shape[1]
+        mask = ks.mean_mask[frames]
+        per_frame_tokens = mask.shape[1]
         chunk = max(1, QUERY_CHUNK // per_frame_tokens)
-        k_sum = _frame_sums(keys, ks.mean_mask, chunk)
-        v_sum = _frame_sums(v, ks.mean_mask, chunk)
-        counts = ks.mean_mask.sum(1).to(k_sum.dtype)
-        frame_of_token = torch.arange(ks.num_tokens, device=k.device) // per_frame_tokens
+        k_sum = _frame_sums(keys, mask, chunk)
+        v_sum = _frame_sums(v, mask, chunk)
+        counts = mask.sum(1).to(k_sum.dtype)
+        frame_of_token = (
+            frames.start + torch.arange(keys.shape[2], device=k.device) // per_frame_tokens
+        )
         if self.opts.mean_scope == "global":
             k_sum, v_sum, counts = k_sum.sum(2, True), v_sum.sum(2, True), counts.sum(0, True)
+            if self.shard is not None:
+                k_sum, v_sum, counts = self._all_reduce(k_sum, v_sum, counts)
             column = torch.zeros_like(frame_of_token)
         else:  # frames without mean tokens contribute no column
+            if self.shard is not None:
+                k_sum, v_sum, counts = self._all_reduce(
+                    *(
+                        _scene_frames(t, frames, ks.mean_mask.shape[0], d)
+                        for t, d in ((k_sum, 2), (v_sum, 2), (counts, 0))
+                    )
+                )
             present = counts > 0
             k_sum, v_sum, counts = k_sum[:, :, present], v_sum[:, :, present], counts[present]
             # frames without a column hold no mean tokens; their index is never used
             column = (torch.cumsum(present, 0) - 1).clamp_min(0)[frame_of_token]
-        return MeanTerms(k_sum, v_sum, counts, column, ks.mean_mask.reshape(-1), keys)
+        return MeanTerms(k_sum, v_sum, counts, column, mask.reshape(-1), keys)
+
+    def _all_reduce(self, k_sum, v_sum, counts):
+        """One all-reduce of the packed sums and counts over the ranks."""
+        flat = torch.cat((k_sum.reshape(-1), v_sum.reshape(-1), counts.reshape(-1)))
+        flat = all_reduce_sum(flat, self.shard.log, self.shard.group)
+        a, b = k_sum.numel(), v_sum.numel()
+        return (
+            flat[:a].view_as(k_sum),
+            flat[a : a + b].view_as(v_sum),
+            flat[a + b :].view_as(counts),
+        )
 
     def _merge(self, q, k, v, out, lse, mean: MeanTerms | None, diag_mask, ks) -> torch.Tensor:
         """out_i = (α·o_i + β·v_i + Σ_m γ_m·v̄_m) / (α + β + Σ_m γ_m), max-subtracted.
@@ -328,6 +386,15 @@ class SGAMixer:
             if not direct:
                 result[:, :, t0:t1] = merged
         return result
+
+
+def _scene_frames(t: torch.Tensor, frames: slice, total: int, dim: int) -> torch.Tensor:
+    """`t` with its frames (along `dim`) placed at `frames` of a zero tensor of `total` frames."""
+    shape = list(t.shape)
+    shape[dim] = total
+    out = t.new_zeros(shape)
+    out.narrow(dim, frames.start, frames.stop - frames.start).copy_(t)
+    return out
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ def load_reference(cache_dir: Path, key: str) -> Reference | None:
 
 
 def save_reference(cache_dir: Path, key: str, ref: Reference) -> None:
+    if os.environ.get("RANK", "0") != "0":  # frame-parallel: rank 0 writes the same reference
+        return
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{key}.tmp"
     torch.save(vars(ref), tmp)

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avggt_bench import parallel
+from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.data.base import FrameError, SkippedScene
 from avggt_bench.data.protocol_scenes import UNREADABLE, ProtocolDataset, protocol_scenes
 from avggt_bench.data.scene import Scene
@@ -42,7 +44,8 @@ from avggt_bench.metrics.geometry import MetricError
 from avggt_bench.models.oracle import ORACLE, oracle_predictions
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
 from avggt_bench.models.recipes import resolve_recipe
-from avggt_bench.precision import WEIGHT_PRECISIONS
+from avggt_bench.parallel.record import parallel_facts
+from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
 from avggt_bench.progress import progress
 from avggt_bench.records import Record
 from avggt_bench.records.machine import LoadMeter
@@ -251,15 +254,23 @@ def _evaluate(unit: _Unit, scene: Scene, load: LoadMeter, stages: Stages, row: d
             pred = oracle_predictions(scene, unit.family, **_oracle_options(cfg))
         row["forward"] = {"median_s": t_fwd["s"], "times_s": [t_fwd["s"]]}
     else:
+        par = parallel.current()  # frame-parallel: the model moves only its own frames
         with stages("preprocess"):
             pre = preprocess(scene.images, unit.pre_cfg)
             transforms = pre.transforms
-            images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
+            to = device if par is None else torch.device("cpu")
+            images = pre.images.to(to, WEIGHT_PRECISIONS.get(precision, torch.float32))
         forward = forward_fn(cfg, unit.model, images, precision, device)
         pred, stats, memory = timed_forward(cfg, forward, device, load, stages)
         row["forward"] = stats
         row["peak_gb"] = memory.get("peak_gb", 0.0)
         row["image_hw"] = list(images.shape[-2:])
+        if par is not None:  # collective: right after the forward, before any other forward
+            model, patch = unit.model, unit.model.arch.patch_size
+            grid = (images.shape[-2] // patch, images.shape[-1] // patch)
+            layout = TokenLayout(images.shape[0], grid, model.num_special, model.family == "vggt")
+            dtype = PRECISIONS.get(precision, images.dtype)
+            row["parallel"] = parallel_facts(par, model, layout, memory, dtype, stats["median_s"])
     if unit.saver.enabled:
         with stages("save predictions"):
             row["predictions"] = unit.saver.save(

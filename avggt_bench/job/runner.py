@@ -5,6 +5,7 @@ dataset, the final status, the logger. Imports torch and the model code (the res
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -14,8 +15,11 @@ from avggt_bench.job.protocol import run_protocol_job
 from avggt_bench.job.resume import JobId
 from avggt_bench.job.scene import run_scene_job
 from avggt_bench.job.units import Stages, failure_status
+from avggt_bench.parallel.launch import local_device, start_parallel
+from avggt_bench.parallel.shard import frame_parallel
 from avggt_bench.precision import resolve_device, resolve_precision
-from avggt_bench.records import Record, now_iso, provenance, write_record
+from avggt_bench.records import Record, now_iso, provenance
+from avggt_bench.records import write_record as _write_record
 from avggt_bench.records.machine import LoadMeter, cpu_threads
 
 log = logging.getLogger("avggt_bench.job")
@@ -29,15 +33,23 @@ def resolve_job_precision(cfg: DictConfig, device: torch.device) -> str:
 
 def execute(cfg: DictConfig, jid: JobId) -> Record:
     """Run the job and write its record (first `running`, then the outcome); never raises for a
-    failure inside the job."""
+    failure inside the job. `parallel=frames` (under torchrun): every rank runs the job on its
+    frames (`avggt_bench.parallel`) and rank 0 alone writes the record."""
     device = resolve_device(cfg.get("device"))
+    par = start_parallel(cfg, device)
+    if par is not None:
+        device = local_device(device)
     torch.set_num_threads(cpu_threads(cfg.get("threads")))
     precision = resolve_job_precision(cfg, device)
+    # rank 0 writes the one record of a frame-parallel job
+    write_record = _no_write if par is not None and par.rank != 0 else _write_record
     record = Record(
         run_id=jid.run_id,
         config_hash=jid.digest,
         series_hash=jid.series,
-        job={**jid.job, "precision": precision},
+        job={**jid.job, "precision": precision}
+        if par is None
+        else {**jid.job, "precision": precision, "world_size": par.world},
         config={
             **OmegaConf.to_container(cfg, resolve=True),
             "num_views": jid.views,
@@ -57,10 +69,13 @@ def execute(cfg: DictConfig, jid: JobId) -> Record:
         with Stages(record)("dataset", cfg.dataset.name):
             dataset = build_dataset(cfg.dataset)
         record.status = "ok"
-        if isinstance(dataset, ProtocolDataset):
-            run_protocol_job(cfg, device, precision, record, dataset, load)
-        else:
-            run_scene_job(cfg, device, precision, record, dataset, load)
+        with frame_parallel(par) if par is not None else nullcontext():
+            if isinstance(dataset, ProtocolDataset):
+                run_protocol_job(cfg, device, precision, record, dataset, load)
+            else:
+                run_scene_job(cfg, device, precision, record, dataset, load)
+        if par is not None and not record.parallel:  # protocol jobs: per scene, in its row
+            record.parallel = {"world_size": par.world, "per_scene": "scenes[i].parallel"}
         record.stage = None
     except KeyboardInterrupt:
         record.status, record.message = "error", "interrupted (Ctrl-C); rerun to compute it"
@@ -76,3 +91,7 @@ def execute(cfg: DictConfig, jid: JobId) -> Record:
     record.provenance["load"] = load.as_dict()
     write_record(record, jid.path)
     return record
+
+
+def _no_write(record: Record, path) -> None:
+    """Ranks other than 0 of a frame-parallel job write no record."""

@@ -8,6 +8,7 @@ covers the saved scenes only, and says which are missing).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ class PredictionSaver:
 
     def __init__(self, cfg: DictConfig, record: Record) -> None:
         opts = cfg.get("predictions") or {}
-        self.enabled = bool(opts.get("save", False))
+        # a frame-parallel job (torchrun, parallel=frames): rank 0 alone writes the files
+        self.enabled = bool(opts.get("save", False)) and os.environ.get("RANK", "0") == "0"
         self.dtype = map_dtype(str(opts.get("dtype", "float16")))
         self.with_images = bool(opts.get("images", True))
         budget = opts.get("budget_mb")

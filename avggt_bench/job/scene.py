@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avggt_bench import parallel
 from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import layer_benchmarks, route_table
 from avggt_bench.flops import model_cost
@@ -15,6 +16,7 @@ from avggt_bench.job.resume import requested_views
 from avggt_bench.job.saving import PredictionSaver
 from avggt_bench.job.units import Stages, build, forward_fn, parent_fidelity, timed_forward
 from avggt_bench.models.preprocess import PreprocessConfig, preprocess
+from avggt_bench.parallel.record import parallel_facts
 from avggt_bench.precision import PRECISIONS, WEIGHT_PRECISIONS
 from avggt_bench.records import Record
 from avggt_bench.records.machine import LoadMeter
@@ -37,9 +39,11 @@ def run_scene_job(
         scene = dataset.load_views(requested_views(cfg))
     with stages("build", cfg.model.name):
         model = build(cfg, device, precision, record)
+    par = parallel.current()  # frame-parallel: the model moves only its own frames to the GPU
     with stages("preprocess") as t_pre:
         pre = preprocess(scene.images, pre_cfg)
-        images = pre.images.to(device, WEIGHT_PRECISIONS.get(precision, torch.float32))
+        to = device if par is None else torch.device("cpu")
+        images = pre.images.to(to, WEIGHT_PRECISIONS.get(precision, torch.float32))
     height, width = images.shape[-2:]
     patch = model.arch.patch_size
     grid = (height // patch, width // patch)
@@ -67,6 +71,9 @@ def run_scene_job(
     record.timings.update({"load_s": t_load["s"], "preprocess_s": t_pre["s"], "forward": stats})
     record.memory = memory
     layout = TokenLayout(scene.num_views, grid, model.num_special, model.family == "vggt")
+    if par is not None:  # collective: right after the forward, before any other forward
+        dtype = PRECISIONS.get(precision, images.dtype)
+        record.parallel = parallel_facts(par, model, layout, memory, dtype, stats["median_s"])
     record.model["route_layers"] = route_table(model.routes, layout)
     # after the forward: data-dependent routes (block-sparse) report their realised sparsity
     record.cost = model_cost(model, scene.num_views, (height, width)).as_dict()

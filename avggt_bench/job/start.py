@@ -93,6 +93,8 @@ def _overrides() -> list[str]:
 def _send_to_logger(cfg: DictConfig, record: Record) -> None:
     """The record is already safe on disk; a logger failure is reported, never fatal."""
     logger = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None
+    if os.environ.get("RANK", "0") != "0":  # a torchrun rank other than 0 (parallel=frames)
+        return
     if not logger or logger.get("name", "none") == "none":
         return
     from avggt_bench.job.loggers import log_record

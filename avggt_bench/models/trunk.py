@@ -21,6 +21,7 @@ from avggt_bench.attention.layout import TokenLayout
 from avggt_bench.attention.routes import Route
 from avggt_bench.models.layers import DENSE
 from avggt_bench.models.rope import patch_positions
+from avggt_bench.parallel.shard import Shard
 
 
 @dataclass
@@ -55,12 +56,15 @@ def run_trunk(
     keep: Collection[int],
     reference_frame: bool = False,
     frame_mixer: Mixer = DENSE,
+    shard: Shard | None = None,
 ) -> TrunkOutput:
     """Run the alternating layers over `[B*S, n, C]` special tokens and `[B*S, h*w, C]` patches.
 
     `special` are prepended to each frame's patches in the order given. `keep` lists the layers
     whose outputs are stored. `reference_frame` marks a model whose frame 0 is special (VGGT);
     `frame_mixer` is the dense attention of the frame blocks (the model's SDPA policy).
+    With a `shard` (`avggt_bench.parallel`), the tokens are this rank's frames only: frame blocks
+    and kept layers stay local, each global layer runs its route's `run_sharded`.
     """
     if not len(frame_blocks) == len(global_blocks) == len(routes):
         raise ValueError(
@@ -68,10 +72,12 @@ def run_trunk(
             f"{len(routes)} routes: one of each per layer"
         )
     tokens = torch.cat((*special, patches), dim=1)
-    frames = tokens.shape[0] // batch
+    frames = tokens.shape[0] // batch  # this rank's frames when sharded
     per_frame, dim = tokens.shape[1], tokens.shape[2]
+    if shard is not None and shard.split.count != frames:
+        raise ValueError(f"{frames} frames given, the shard holds {shard.split.count}")
     layout = TokenLayout(
-        frames=frames,
+        frames=shard.split.total if shard is not None else frames,
         grid=grid,
         num_special=per_frame - patches.shape[1],
         reference_frame=reference_frame,
@@ -86,9 +92,12 @@ def run_trunk(
     ):
         tokens = frame_block(tokens, pos_frame, frame_layout, frame_mixer)
         frame_out = tokens
-        tokens = route.run(
-            global_block, tokens.reshape(batch, frames * per_frame, dim), pos_global, layout
-        )
+        flat = tokens.reshape(batch, frames * per_frame, dim)
+        if shard is None:
+            tokens = route.run(global_block, flat, pos_global, layout)
+        else:
+            with shard.log.under(f"global {i}"):
+                tokens = route.run_sharded(global_block, flat, pos_global, layout, shard)
         if i in keep:
             layers[i] = torch.cat(
                 (

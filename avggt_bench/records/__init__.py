@@ -60,6 +60,8 @@ class Record:
     metrics: dict[str, Any] = field(default_factory=dict)
     scenes: list[dict[str, Any]] = field(default_factory=list)  # protocol runs: one row per scene
     provenance: dict[str, Any] = field(default_factory=dict)
+    # frame-parallel jobs (parallel=frames): world size, per-rank memory and bytes per layer
+    parallel: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:

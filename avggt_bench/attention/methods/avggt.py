@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,7 +26,13 @@ from avggt_bench.attention.config import (
 from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
 from avggt_bench.attention.kernels import sdpa
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, softmax_attention
+from avggt_bench.attention.routes import (
+    ROUTES,
+    Route,
+    RouteSpec,
+    build_route,
+    softmax_attention,
+)
 from avggt_bench.attention.sga import SGAMixer, SGAOptions, build_kept_set, kept_set
 from avggt_bench.errors import ConfigError
 from avggt_bench.timing import random_qkv, time_repeats
@@ -46,6 +52,51 @@ class SGARoute(Route):
 
     def run(self, block: nn.Module, x, pos, layout: TokenLayout) -> torch.Tensor:
         return block(x, pos, layout, self.mixer)
+
+    sharding: ClassVar[str] = (
+        "all-gather of the kept K/V, one all-reduce of the mean-fill sums and counts "
+        "(ring attention when nothing is dropped)"
+    )
+
+    def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
+        mixer = SGAMixer(self.options, self.mixer.policy, shard)
+        out = block(x, pos, layout, mixer)
+        self.mixer.last_backend = mixer.last_backend
+        return out
+
+    def comm_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """Kept K and V padded to the largest rank's kept count, from R - 1 ranks; the packed
+        sums and counts of the mean-fill columns (accumulation dtype) from R - 1 ranks."""
+        ks = kept_set(layout, self.options)
+        t, per = layout.num_tokens, layout.tokens_per_frame
+        if ks.num_kept == t and ks.num_dropped == 0:
+            return 2 * batch * (split.total - split.count) * per * dim * itemsize
+        kept = ks.kept.view(layout.frames, per)
+        most = max(int(kept[a:b].sum()) for a, b in zip(split.bounds[:-1], split.bounds[1:]))
+        total = (split.world - 1) * 2 * batch * most * dim * itemsize
+        if self.options.mean and ks.mean_mask.any():
+            columns = 1 if self.options.mean_scope == "global" else layout.frames
+            acc = max(itemsize, 4)
+            total += (split.world - 1) * (2 * batch * columns * dim + columns) * acc
+        return total
+
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        """The all-gathered kept K/V (the padded parts and their concatenation) and the fp32
+        merge output; ring attention's when nothing is dropped."""
+        ks = kept_set(layout, self.options)
+        per = layout.tokens_per_frame
+        if ks.num_kept == layout.num_tokens and ks.num_dropped == 0:
+            return build_route("global").sharded_workspace_bytes(
+                layout, dim, split, itemsize, batch
+            )
+        kept = ks.kept.view(layout.frames, per)
+        most = max(int(kept[a:b].sum()) for a, b in zip(split.bounds[:-1], split.bounds[1:]))
+        gathered = 2 * 2 * split.world * most * dim * itemsize
+        return batch * (gathered + split.count * per * dim * max(itemsize, 4))
 
     def describe(self, layout: TokenLayout) -> dict[str, Any]:
         ks = kept_set(layout, self.options)

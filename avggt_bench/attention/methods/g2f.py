@@ -6,7 +6,8 @@ gives every query the mean value (G2M), `skip` bypasses the block (or only its a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -51,6 +52,19 @@ class FrameRoute(Route):
             self.mixer,
         )
         return out.reshape(batch, tokens, dim)
+
+    sharding: ClassVar[str] = "per frame: no communication"
+
+    def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
+        return self.run(block, x, pos, replace(layout, frames=shard.split.count))
+
+    def comm_bytes(self, layout, dim: int, split, itemsize: int, batch: int = 1) -> int:
+        return 0
+
+    def sharded_workspace_bytes(
+        self, layout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        return 0
 
     def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
         p = layout.tokens_per_frame
@@ -149,6 +163,19 @@ class SkipRoute(Route):
         if self.part == "block":
             return x
         return x + block.mlp_branch(x)
+
+    sharding: ClassVar[str] = "per token: no communication"
+
+    def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
+        return self.run(block, x, pos, layout)
+
+    def comm_bytes(self, layout, dim: int, split, itemsize: int, batch: int = 1) -> int:
+        return 0
+
+    def sharded_workspace_bytes(
+        self, layout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        return 0
 
     def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
         mlp = 8 * layout.num_tokens * dim * dim if self.part == "attention" else 0

@@ -24,6 +24,8 @@ from avggt_bench.models.layers import Block
 from avggt_bench.models.predictions import Predictions
 from avggt_bench.models.rope import RoPE2D
 from avggt_bench.models.trunk import checked_routes, run_trunk
+from avggt_bench.parallel.outputs import gather_predictions
+from avggt_bench.parallel.shard import Shard, shard_for
 from avggt_bench.precision import heads_context
 
 NUM_REGISTERS = 5
@@ -187,8 +189,11 @@ class Pi3(nn.Module):
     def set_routes(self, routes: Sequence[Route]) -> None:
         self.routes = checked_routes(routes, self.num_global_layers)
 
-    def decode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, TokenLayout]:
-        """Encoder + decoder: `Z` `[B*N, P, 2C]` (blocks 34 and 35), positions and layout."""
+    def decode(
+        self, images: torch.Tensor, shard: Shard | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, TokenLayout]:
+        """Encoder + decoder: `Z` `[B*N, P, 2C]` (blocks 34 and 35), positions and layout; with a
+        `shard`, `images` and `Z` are this rank's views (`avggt_bench.parallel`)."""
         batch, views, _, height, width = images.shape
         grid = (height // self.arch.patch_size, width // self.arch.patch_size)
         x = ((images - self.image_mean) / self.image_std).reshape(batch * views, 3, height, width)
@@ -208,6 +213,7 @@ class Pi3(nn.Module):
             self.routes,
             keep={last},
             frame_mixer=self.mixer,
+            shard=shard,
         )
         z = out.layers[last]
         return z.reshape(batch * views, *z.shape[2:]), out.positions, out.layout.per_frame()
@@ -215,16 +221,20 @@ class Pi3(nn.Module):
     def forward(self, images: torch.Tensor) -> Predictions:
         """`images` `[B, N, 3, H, W]` or `[N, 3, H, W]`, RGB in [0, 1], H, W multiples of 14."""
         images = check_images(images, self.arch.patch_size)
+        shard = shard_for(images.shape[1])  # None unless frame-parallel (avggt_bench.parallel)
+        if shard is not None:  # every head is per view: nothing to gather before the outputs
+            images = shard.own_frames(images, self.register_token.device)
         batch, views, _, height, width = images.shape
         h, w = height // self.arch.patch_size, width // self.arch.patch_size
-        z, pos, frame_layout = self.decode(images)
+        z, pos, frame_layout = self.decode(images, shard)
         y_point = self.point_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         y_conf = self.conf_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         y_cam = self.camera_decoder(z, pos, frame_layout, self.mixer)[:, NUM_REGISTERS:]
         with heads_context(images.device):  # fp32 heads unless the precision policy says not
-            xyz = self.point_head(y_point.float(), h, w)
-            conf = self.conf_head(y_conf.float(), h, w)
-            poses = self.camera_head(y_cam.float(), h, w)
+            head = torch.promote_types(y_point.dtype, torch.float32)  # fp32, or fp64 in tests
+            xyz = self.point_head(y_point.to(head), h, w)
+            conf = self.conf_head(y_conf.to(head), h, w)
+            poses = self.camera_head(y_cam.to(head), h, w)
             z_depth = torch.exp(xyz[..., 2:3])
             local = torch.cat((xyz[..., 0:1] * z_depth, xyz[..., 1:2] * z_depth, z_depth), dim=-1)
             local = local.reshape(batch, views, height, width, 3)
@@ -232,7 +242,8 @@ class Pi3(nn.Module):
             poses = poses.reshape(batch, views, 4, 4)
             homog = torch.cat((local, torch.ones_like(local[..., :1])), dim=-1)
             points = torch.einsum("bnij,bnhwj->bnhwi", poses, homog)[..., :3]
-        return to_predictions(local, conf, poses, points)
+        pred = to_predictions(local, conf, poses, points)
+        return pred if shard is None else gather_predictions(pred, shard)
 
 
 # which native output fills each `Predictions` field, for the record

@@ -19,12 +19,22 @@ from avggt_bench.models.images import IMAGENET_MEAN, IMAGENET_STD
 from avggt_bench.models.layers import Block
 from avggt_bench.models.rope import RoPE2D
 from avggt_bench.models.trunk import checked_routes, run_trunk
+from avggt_bench.parallel.shard import Shard
 
 NUM_SPECIAL = 5  # 1 camera + 4 register tokens per frame
 
 
-def first_other_tokens(param: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
-    """Expand a `[1, 2, n, C]` first-frame/other-frames token pair to `[batch*frames, n, C]`."""
+def first_other_tokens(
+    param: torch.Tensor, batch: int, frames: int, has_first: bool = True
+) -> torch.Tensor:
+    """Expand a `[1, 2, n, C]` first-frame/other-frames token pair to `[batch*frames, n, C]`;
+    `has_first` False: the frames are a later block of the scene (frame-sharded), all "others"."""
+    if not has_first:
+        return (
+            param[:, 1:]
+            .expand(batch, frames, *param.shape[2:])
+            .reshape(batch * frames, *param.shape[2:])
+        )
     first = param[:, 0:1].expand(batch, 1, *param.shape[2:])
     others = param[:, 1:].expand(batch, frames - 1, *param.shape[2:])
     return torch.cat((first, others), dim=1).reshape(batch * frames, *param.shape[2:])
@@ -65,11 +75,12 @@ class Aggregator(nn.Module):
         self.routes = checked_routes(routes, self.depth)
 
     def forward(
-        self, images: torch.Tensor, keep: Iterable[int] | None = None
+        self, images: torch.Tensor, keep: Iterable[int] | None = None, shard: Shard | None = None
     ) -> tuple[list[torch.Tensor | None], TokenLayout]:
         """Return `[A_0 .. A_{depth-1}]` (`[B, S, P, 2C]`, None where not kept) and the layout.
 
-        `keep` lists the layer indices to store; None stores all (the official behaviour).
+        `keep` lists the layer indices to store; None stores all (the official behaviour). With a
+        `shard`, `images` are this rank's frames and so are the outputs (`avggt_bench.parallel`).
         """
         batch, frames, _, height, width = images.shape
         grid = (height // self.patch_size, width // self.patch_size)
@@ -81,9 +92,10 @@ class Aggregator(nn.Module):
         mean = torch.tensor(IMAGENET_MEAN, **const).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, **const).view(1, 1, 3, 1, 1)
         x = ((images - mean) / std).reshape(batch * frames, 3, height, width)
+        has_first = shard is None or shard.split.start == 0
         special = (
-            first_other_tokens(self.camera_token, batch, frames),
-            first_other_tokens(self.register_token, batch, frames),
+            first_other_tokens(self.camera_token, batch, frames, has_first),
+            first_other_tokens(self.register_token, batch, frames, has_first),
         )
         out = run_trunk(
             special,
@@ -95,5 +107,6 @@ class Aggregator(nn.Module):
             self.routes,
             keep=range(self.depth) if keep is None else set(keep),
             reference_frame=True,
+            shard=shard,
         )
         return out.layers, out.layout

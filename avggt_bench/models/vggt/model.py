@@ -16,6 +16,8 @@ from avggt_bench.models.vggt.aggregator import NUM_SPECIAL, Aggregator
 from avggt_bench.models.vggt.camera_head import CameraHead
 from avggt_bench.models.vggt.dpt import DPTHead
 from avggt_bench.models.vggt.pose_encoding import pose_encoding_to_extri_intri
+from avggt_bench.parallel.outputs import gather_frames, gather_predictions
+from avggt_bench.parallel.shard import shard_for
 from avggt_bench.precision import heads_context
 
 
@@ -94,14 +96,23 @@ class VGGT(nn.Module):
         """`images` `[S, 3, H, W]` or `[B, S, 3, H, W]`, RGB in [0, 1], H and W multiples of 14."""
         images = check_images(images, self.arch.patch_size)
         height, width = images.shape[-2:]
-        tokens, _ = self.aggregator(images, keep=self.kept_layers())
+        shard = shard_for(images.shape[1])  # None unless frame-parallel (avggt_bench.parallel)
+        if shard is not None:
+            images = shard.own_frames(images, self.aggregator.camera_token.device)
+        tokens, _ = self.aggregator(images, keep=self.kept_layers(), shard=shard)
+        last = tokens[self.arch.depth - 1]
         with heads_context(images.device):  # fp32 heads unless the precision policy says not
-            pose_enc_list = self.camera_head(tokens[self.arch.depth - 1])
+            if shard is None:
+                pose_enc_list = self.camera_head(last)
+            else:  # the camera head attends over the frames: gather their camera tokens
+                whole = gather_frames(last[:, :, :1], shard, "camera_head")
+                own = slice(shard.split.start, shard.split.stop)
+                pose_enc_list = [p[:, own] for p in self.camera_head(whole)]
             depth, depth_conf = self.depth_head(tokens, (height, width), NUM_SPECIAL)
             points, points_conf = self.point_head(tokens, (height, width), NUM_SPECIAL)
         pose_enc = pose_enc_list[-1]
         extrinsics, intrinsics = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
-        return Predictions(
+        pred = Predictions(
             extrinsics=extrinsics,
             intrinsics=intrinsics,
             depth=depth,
@@ -116,3 +127,4 @@ class VGGT(nn.Module):
             world_points_from_depth=False,  # the point head is a head of its own
             sources=dict(SOURCES),
         )
+        return pred if shard is None else gather_predictions(pred, shard)
