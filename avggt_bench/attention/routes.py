@@ -204,6 +204,21 @@ class Route:
         return f"{type(self).__name__}({self.spec})"
 
 
+class LocalRoute(Route):
+    """A route whose layer mixes no tokens across frames (per frame, per token): frame-sharded,
+    each rank runs it on its own frames and receives nothing."""
+
+    def comm_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        return 0
+
+    def sharded_workspace_bytes(
+        self, layout: TokenLayout, dim: int, split, itemsize: int, batch: int = 1
+    ) -> int:
+        return 0
+
+
 ROUTES: Registry[Callable[..., Route]] = Registry("attention route")
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from avggt_bench.attention.base import AttentionContext, DenseMixer
 from avggt_bench.attention.cost import GlobalLayerCost, attention_core_macs, linear_macs
 from avggt_bench.attention.layout import TokenLayout
-from avggt_bench.attention.routes import ROUTES, Route, RouteSpec, softmax_attention
+from avggt_bench.attention.routes import ROUTES, LocalRoute, Route, RouteSpec, softmax_attention
 from avggt_bench.errors import ConfigError
 
 
@@ -34,7 +34,7 @@ def _check_params(spec: RouteSpec, allowed: Mapping[str, tuple]) -> dict[str, An
 
 
 @ROUTES.register("frame", "G2F: the global block's weights run on each frame alone")
-class FrameRoute(Route):
+class FrameRoute(LocalRoute):
     name = "frame"
 
     def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
@@ -57,14 +57,6 @@ class FrameRoute(Route):
 
     def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
         return self.run(block, x, pos, replace(layout, frames=shard.split.count))
-
-    def comm_bytes(self, layout, dim: int, split, itemsize: int, batch: int = 1) -> int:
-        return 0
-
-    def sharded_workspace_bytes(
-        self, layout, dim: int, split, itemsize: int, batch: int = 1
-    ) -> int:
-        return 0
 
     def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
         p = layout.tokens_per_frame
@@ -151,7 +143,7 @@ class MeanRoute(Route):
 
 
 @ROUTES.register("skip", "the global block is bypassed (part=block) or only its attention")
-class SkipRoute(Route):
+class SkipRoute(LocalRoute):
     name = "skip"
 
     def __init__(self, spec: RouteSpec, policy: str = "default") -> None:
@@ -168,14 +160,6 @@ class SkipRoute(Route):
 
     def run_sharded(self, block: nn.Module, x, pos, layout: TokenLayout, shard) -> torch.Tensor:
         return self.run(block, x, pos, layout)
-
-    def comm_bytes(self, layout, dim: int, split, itemsize: int, batch: int = 1) -> int:
-        return 0
-
-    def sharded_workspace_bytes(
-        self, layout, dim: int, split, itemsize: int, batch: int = 1
-    ) -> int:
-        return 0
 
     def cost(self, layout: TokenLayout, dim: int, observed: dict | None = None) -> GlobalLayerCost:
         mlp = 8 * layout.num_tokens * dim * dim if self.part == "attention" else 0
