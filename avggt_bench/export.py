@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +33,17 @@ import numpy as np
 from avggt_bench.errors import AvggtError, ConfigError, DataError
 from avggt_bench.metrics import adapters
 from avggt_bench.metrics.geometry import MetricError
+from avggt_bench.records import read_record
 from avggt_bench.records.saved_predictions import (
     FOLDER_SUFFIX,
     SUFFIX,
     SavedScene,
+    exports_dir,
     load_scene,
     predictions_dir,
     saved_scenes,
 )
 
-EXPORTS_SUFFIX = ".exports"
 MAX_POINTS = 2_000_000
 SEED = 0  # of the subsample when a cloud has more than --max-points points
 GREY = 128  # colour of every point when the scene saved no images
@@ -248,7 +248,7 @@ def _write(path: Path, data: bytes) -> None:
 def read_record_file(path: Path) -> dict[str, Any]:
     """A record JSON, or DataError saying what the file is not."""
     try:
-        record = json.loads(path.read_text())
+        record = read_record(path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such record; pass a record .json or a saved .npz") from None
     except (OSError, ValueError) as exc:
@@ -278,7 +278,7 @@ def scene_files(path: Path) -> tuple[list[Path], dict[str, Any] | None, Path]:
                 f"{path.name}: no saved predictions in {predictions_dir(path)}; run the job again "
                 "with predictions.save=true to keep them"
             )
-        return files, record, path.with_name(path.stem + EXPORTS_SUFFIX)
+        return files, record, exports_dir(path)
     if path.suffix == SUFFIX:
         if not path.is_file():
             raise DataError(f"{path}: no such predictions file; pass a record .json or a .npz")
@@ -289,7 +289,7 @@ def scene_files(path: Path) -> tuple[list[Path], dict[str, Any] | None, Path]:
             record_path = folder.with_name(run + ".json")
             if record_path.is_file():
                 record = read_record_file(record_path)
-            return [path], record, folder.with_name(run + EXPORTS_SUFFIX)
+            return [path], record, exports_dir(record_path)
         return [path], None, folder / "exports"
     raise DataError(
         f"{path}: expected a job record (.json), its .predictions folder or a saved scene (.npz)"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from torch import nn
 
 from avggt_bench.attention.routes import dense_routes
 from avggt_bench.metrics.fidelity import Reference
+from avggt_bench.records import writes_files
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def load_reference(cache_dir: Path, key: str) -> Reference | None:
 
 
 def save_reference(cache_dir: Path, key: str, ref: Reference) -> None:
-    if os.environ.get("RANK", "0") != "0":  # frame-parallel: rank 0 writes the same reference
+    if not writes_files():  # frame-parallel: rank 0 writes the same reference
         return
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{key}.tmp"

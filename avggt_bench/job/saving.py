@@ -8,7 +8,6 @@ covers the saved scenes only, and says which are missing).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from avggt_bench.models.predictions import Predictions
-from avggt_bench.records import Record
+from avggt_bench.records import Record, writes_files
 from avggt_bench.records.saved_predictions import (
     images_uint8,
     map_dtype,
@@ -35,7 +34,7 @@ class PredictionSaver:
     def __init__(self, cfg: DictConfig, record: Record) -> None:
         opts = cfg.get("predictions") or {}
         # a frame-parallel job (torchrun, parallel=frames): rank 0 alone writes the files
-        self.enabled = bool(opts.get("save", False)) and os.environ.get("RANK", "0") == "0"
+        self.enabled = bool(opts.get("save", False)) and writes_files()
         self.dtype = map_dtype(str(opts.get("dtype", "float16")))
         self.with_images = bool(opts.get("images", True))
         budget = opts.get("budget_mb")

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from avggt_bench.job.resume import existing_record, job_id, oom_below
-from avggt_bench.records import Record, now_iso, write_record
+from avggt_bench.records import Record, now_iso, write_record, writes_files
 
 log = logging.getLogger("avggt_bench.job")
 MARKER_ENV = "AVGGT_RECORD_MARKER"  # file where a job names its record (for the sweep launcher)
@@ -93,7 +93,7 @@ def _overrides() -> list[str]:
 def _send_to_logger(cfg: DictConfig, record: Record) -> None:
     """The record is already safe on disk; a logger failure is reported, never fatal."""
     logger = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None
-    if os.environ.get("RANK", "0") != "0":  # a torchrun rank other than 0 (parallel=frames)
+    if not writes_files():  # a torchrun rank other than 0 (parallel=frames)
         return
     if not logger or logger.get("name", "none") == "none":
         return

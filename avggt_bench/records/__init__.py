@@ -34,6 +34,12 @@ STATUSES = ("ok", "partial", "error", "oom", "skipped", "crashed", "running")
 FILE_MODE = 0o644  # readable by the group and others, as any result file
 
 
+def writes_files() -> bool:
+    """False on a torchrun rank other than 0: the files of a frame-parallel job (its record's
+    cache entries, saved predictions, logger run) are written by rank 0 alone."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -56,15 +56,17 @@ class RecordScenes:
 
         return _scenes(self.dataset, self.views)
 
-    def scene(self, scene_id: str) -> Any:
-        """The ground-truth `Scene` of one scene id (DataError when the preset has no such
-        scene or skips it)."""
+    def scenes(self, wanted: list[str]) -> dict[str, Any]:
+        """Scene id -> ground-truth `Scene` of the `wanted` scenes the preset loads now (one pass
+        over the preset, stopping once all are found; a skipped scene is left out)."""
+        found: dict[str, Any] = {}
         for item in self.items():
-            if getattr(item, "scene_id", None) == scene_id:
-                if hasattr(item, "images"):
-                    return item
-                raise DataError(f"scene {scene_id!r} is not loadable now: {item.message}")
-        raise DataError(f"preset {self.dataset.preset.name!r} has no scene {scene_id!r}")
+            sid = str(getattr(item, "scene_id", ""))
+            if sid in wanted and hasattr(item, "images"):
+                found[sid] = item
+            if len(found) == len(wanted):
+                break
+        return found
 
     def transforms(self, scene: Any) -> Any:
         """The input transforms of the run (None for the ground-truth oracle)."""

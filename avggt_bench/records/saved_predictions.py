@@ -38,6 +38,7 @@ from avggt_bench.models.predictions import Predictions
 FORMAT_VERSION = 1
 SUFFIX = ".npz"
 FOLDER_SUFFIX = ".predictions"
+EXPORTS_SUFFIX = ".exports"  # `python -m avggt_bench.export` writes a record's .ply/.glb there
 MAP_FIELDS = ("depth", "depth_conf", "world_points", "world_points_conf")
 CAMERA_FIELDS = ("extrinsics", "intrinsics", "pose_enc")
 MAP_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -76,6 +77,12 @@ def predictions_dir(record_path: Path) -> Path:
     """`<records>/<run_id>.predictions`: the scenes of the record at `record_path`."""
     record_path = Path(record_path)
     return record_path.with_name(record_path.stem + FOLDER_SUFFIX)
+
+
+def exports_dir(record_path: Path) -> Path:
+    """`<records>/<run_id>.exports`: the record's exported `.ply` and `.glb` files."""
+    record_path = Path(record_path)
+    return record_path.with_name(record_path.stem + EXPORTS_SUFFIX)
 
 
 def scene_file(record_path: Path, scene_id: str) -> Path:

@@ -99,14 +99,7 @@ def _load_scenes(record: dict[str, Any], wanted: list[str]) -> tuple[Any, dict[s
     from avggt_bench.records.replay import RecordScenes
 
     replay = RecordScenes(record)
-    scenes: dict[str, Any] = {}
-    for item in replay.items():
-        sid = str(getattr(item, "scene_id", ""))
-        if sid in wanted and hasattr(item, "images"):
-            scenes[sid] = item
-        if len(scenes) == len(wanted):
-            break
-    return replay, scenes
+    return replay, replay.scenes(wanted)
 
 
 def _ground_truth(family: Family, wanted: list[str]) -> tuple[Any, dict[str, Any], str]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from avggt_bench.records.replay import RecordScenes, check_frames
-from avggt_bench.records.saved_predictions import SavedScene, load_scene
+from avggt_bench.records.saved_predictions import SavedScene, exports_dir, load_scene
 from avggt_bench.report.families import Family, Member
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,8 @@ def _into(points: np.ndarray, target: np.ndarray, mask: np.ndarray, seed: int) -
 
 def ply_link(member: Member, npz: Path) -> Path | None:
     """`<records>/<run_id>.exports/<scene>.ply` when an export wrote it (else None)."""
-    folder = member.path.with_name(member.path.stem + ".exports")
-    for name in (npz.stem, str(npz.stem).replace(".", "_")):
-        if (folder / f"{name}.ply").is_file():
-            return folder / f"{name}.ply"
-    return None
+    ply = exports_dir(member.path) / f"{npz.stem}.ply"
+    return ply if ply.is_file() else None
 
 
 def scene_view(
